@@ -1,0 +1,256 @@
+//! Batched forward execution of a graph. Engines plug in their own Linear and
+//! Conv2d (where float32 implementations differ); everything else is shared.
+
+use crate::error::{ModelError, Result};
+use crate::graph::{Graph, NodeId};
+use crate::kernels::{self, convert, Real};
+use crate::op::{chw, Op, Window2d};
+use crate::tensor::{numel, Tensor};
+
+/// The affine ops whose summation order defines an engine's numerics.
+pub trait AffineKernels<T: Real> {
+    /// `y[s, o] = Σ_i w[o,i] x[s,i] + b[o]` for `rows` rows of length `w.shape[1]`.
+    fn linear(
+        &self,
+        node: NodeId,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        x: &[T],
+        rows: usize,
+    ) -> Vec<T>;
+    fn conv2d(&self, node: NodeId, conv: &ConvCall, x: &[T], n: usize) -> Vec<T>;
+}
+
+/// Everything a convolution kernel needs to know about one Conv2d node.
+pub struct ConvCall<'a> {
+    pub weight: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub window: Window2d,
+    pub groups: usize,
+    pub in_chw: (usize, usize, usize),
+    pub out_chw: (usize, usize, usize),
+}
+
+impl<'a> ConvCall<'a> {
+    /// The Conv2d call of node `id` of `graph`, or None if it is not a convolution.
+    pub fn of(graph: &'a Graph, id: NodeId) -> Option<ConvCall<'a>> {
+        let node = &graph.nodes[id];
+        let Op::Conv2d {
+            weight,
+            bias,
+            window,
+            groups,
+        } = &node.op
+        else {
+            return None;
+        };
+        Some(ConvCall {
+            weight,
+            bias: bias.as_ref(),
+            window: *window,
+            groups: *groups,
+            in_chw: chw(&graph.nodes[node.inputs[0]].shape)?,
+            out_chw: chw(&node.shape)?,
+        })
+    }
+
+    /// Input flat index of (channel, kernel row, kernel col) for output pixel
+    /// (oy, ox), or None where the kernel reads padding.
+    #[inline]
+    pub fn input_index(
+        &self,
+        ic: usize,
+        ky: usize,
+        kx: usize,
+        oy: usize,
+        ox: usize,
+    ) -> Option<usize> {
+        let (_, h, w) = self.in_chw;
+        let wd = &self.window;
+        let y = (oy * wd.stride[0] + ky * wd.dilation[0]) as isize - wd.pads[0] as isize;
+        let x = (ox * wd.stride[1] + kx * wd.dilation[1]) as isize - wd.pads[1] as isize;
+        (y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w)
+            .then(|| (ic * h + y as usize) * w + x as usize)
+    }
+}
+
+/// Runs `graph` on a batch of `n` samples (`input.len() == n · input size`),
+/// returning the value of every node (batched). Nodes not needed are still computed.
+pub fn run_all<T: Real, K: AffineKernels<T>>(
+    graph: &Graph,
+    kernels: &K,
+    input: &[T],
+) -> Result<Vec<Vec<T>>> {
+    let per = graph.input_len();
+    if per == 0 || input.len() % per != 0 || input.is_empty() {
+        return Err(ModelError::InputSize {
+            got: input.len(),
+            expected: per,
+            shape: graph.input_shape().to_vec(),
+        });
+    }
+    let n = input.len() / per;
+    let mut values: Vec<Vec<T>> = Vec::with_capacity(graph.nodes.len());
+    for (id, node) in graph.nodes.iter().enumerate() {
+        let arg = |k: usize| values[node.inputs[k]].as_slice();
+        let in_shape = |k: usize| graph.nodes[node.inputs[k]].shape.as_slice();
+        let y = match &node.op {
+            Op::Input => input.to_vec(),
+            Op::Constant(t) => convert::<T>(&t.data).repeat(n),
+            Op::Linear { weight, bias } => {
+                let rows = n * numel(&node.shape) / weight.shape[0];
+                kernels.linear(id, weight, bias.as_ref(), arg(0), rows)
+            }
+            Op::Conv2d { .. } => {
+                kernels.conv2d(id, &ConvCall::of(graph, id).expect("conv"), arg(0), n)
+            }
+            op => shared_op(op, arg, in_shape, &node.shape, node.inputs.len(), n),
+        };
+        values.push(y);
+    }
+    Ok(values)
+}
+
+/// Runs the graph and returns only the output (batched).
+pub fn run<T: Real, K: AffineKernels<T>>(
+    graph: &Graph,
+    kernels: &K,
+    input: &[T],
+) -> Result<Vec<T>> {
+    let mut values = run_all(graph, kernels, input)?;
+    Ok(std::mem::take(&mut values[graph.output]))
+}
+
+/// Ops evaluated identically by every engine.
+fn shared_op<'v, T: Real>(
+    op: &Op,
+    arg: impl Fn(usize) -> &'v [T],
+    in_shape: impl Fn(usize) -> &'v [usize],
+    out_shape: &[usize],
+    arity: usize,
+    n: usize,
+) -> Vec<T> {
+    let x = arg(0);
+    let map = |f: &dyn Fn(T) -> T| x.iter().map(|&v| f(v)).collect::<Vec<T>>();
+    match op {
+        Op::Relu => map(&kernels::relu),
+        Op::LeakyRelu { alpha } => map(&|v| kernels::leaky_relu(v, T::of_f32(*alpha))),
+        Op::Sigmoid => map(&kernels::sigmoid),
+        Op::Tanh => map(&|v| v.tanh()),
+        Op::Atan => map(&|v| v.atan()),
+        Op::Affine { scale, shift } => {
+            let (s, b) = (
+                scale.as_ref().map(|t| convert::<T>(&t.data)),
+                shift.as_ref().map(|t| convert::<T>(&t.data)),
+            );
+            kernels::affine(x, s.as_deref(), b.as_deref(), n)
+        }
+        Op::BatchNorm {
+            gamma,
+            beta,
+            mean,
+            var,
+            epsilon,
+        } => kernels::batch_norm(x, in_shape(0), [gamma, beta, mean, var], *epsilon),
+        Op::Binary(kind) => {
+            kernels::binary(*kind, (x, in_shape(0)), (arg(1), in_shape(1)), out_shape, n)
+        }
+        Op::MaxPool2d { window } => kernels::max_pool(x, in_shape(0), window, n),
+        Op::AvgPool2d {
+            window,
+            count_include_pad,
+        } => kernels::avg_pool(x, in_shape(0), window, *count_include_pad, n),
+        Op::Pad { pads, value } => kernels::pad(x, in_shape(0), out_shape, pads, *value, n),
+        Op::Reshape => x.to_vec(),
+        Op::Transpose { perm } => kernels::gather(
+            x,
+            &kernels::transpose_map(in_shape(0), perm),
+            numel(in_shape(0)),
+            n,
+        ),
+        Op::Concat { axis } => {
+            let parts: Vec<(&[T], &[usize])> = (0..arity).map(|k| (arg(k), in_shape(k))).collect();
+            kernels::concat(&parts, *axis, n)
+        }
+        Op::Input | Op::Constant(_) | Op::Linear { .. } | Op::Conv2d { .. } => {
+            unreachable!("engine ops")
+        }
+    }
+}
+
+/// The reference semantics: every op in f64, each sum accumulated in a fixed
+/// order (bias first, then inputs in index order).
+pub struct Reference;
+
+impl AffineKernels<f64> for Reference {
+    fn linear(
+        &self,
+        _: NodeId,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        x: &[f64],
+        rows: usize,
+    ) -> Vec<f64> {
+        let (out, inp) = (weight.shape[0], weight.shape[1]);
+        let mut y = Vec::with_capacity(rows * out);
+        for r in 0..rows {
+            let xr = &x[r * inp..(r + 1) * inp];
+            for o in 0..out {
+                let w = &weight.data[o * inp..(o + 1) * inp];
+                let init = bias.map_or(0.0, |b| b.data[o] as f64);
+                y.push(
+                    w.iter()
+                        .zip(xr)
+                        .fold(init, |acc, (&wi, &xi)| acc + wi as f64 * xi),
+                );
+            }
+        }
+        y
+    }
+
+    fn conv2d(&self, _: NodeId, c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
+        direct_conv(c, x, n, |v| v as f64)
+    }
+}
+
+/// Direct convolution: for each output, bias then Σ over (input channel,
+/// kernel row, kernel column) in that order. Generic so that the float32
+/// direct engine shares the exact loop order.
+pub fn direct_conv<T: Real>(c: &ConvCall, x: &[T], n: usize, of: impl Fn(f32) -> T) -> Vec<T> {
+    let (ic_all, ih, iw) = c.in_chw;
+    let (oc_all, oh, ow) = c.out_chw;
+    let [_, icg, kh, kw] = c.weight.shape[..] else {
+        unreachable!()
+    };
+    let ocg = oc_all / c.groups;
+    let mut y = Vec::with_capacity(n * oc_all * oh * ow);
+    for s in 0..n {
+        let xs = &x[s * ic_all * ih * iw..(s + 1) * ic_all * ih * iw];
+        for oc in 0..oc_all {
+            let g = oc / ocg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = c.bias.map_or(T::zero(), |b| of(b.data[oc]));
+                    for icl in 0..icg {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                if let Some(i) = c.input_index(g * icg + icl, ky, kx, oy, ox) {
+                                    acc = acc
+                                        + of(c.weight.data[((oc * icg + icl) * kh + ky) * kw + kx])
+                                            * xs[i];
+                                }
+                            }
+                        }
+                    }
+                    y.push(acc);
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The f64 reference forward pass on a batch of float32 inputs.
+pub fn reference_forward(graph: &Graph, input: &[f64]) -> Result<Vec<f64>> {
+    run(graph, &Reference, input)
+}
