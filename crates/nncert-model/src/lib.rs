@@ -12,6 +12,7 @@ pub mod onnx;
 pub mod op;
 pub mod passes;
 pub mod tensor;
+pub mod testing;
 
 pub use deadline::Deadline;
 pub use error::{ModelError, Result};

@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn broadcast_rules() {
-        assert_eq!(broadcast_shape(&[1, 3, 1], &[4, 1]), Some(vec![1, 3, 4]));
+        assert_eq!(broadcast_shape(&[1, 3, 1], &[4]), Some(vec![1, 3, 4]));
+        assert_eq!(broadcast_shape(&[1, 3, 1], &[4, 1]), None);
         assert_eq!(broadcast_shape(&[2], &[3]), None);
         let t = Tensor::new(vec![3, 1], vec![1.0, 2.0, 3.0]);
         let b = t.broadcast_to(&[3, 2]).unwrap();

@@ -160,6 +160,17 @@ pub fn export_onnx_bytes(graph: &Graph) -> Result<Vec<u8>> {
             Op::Constant(t) => {
                 b.init(float_tensor(out, t));
             }
+            Op::Linear { weight, bias } if in_shape.len() == 2 => {
+                // Gemm keeps the bias inside the op, so re-import is bit-identical.
+                let w = b.init(float_tensor(&format!("{nm}.weight"), weight));
+                let mut ins = vec![x.clone(), w];
+                ins.extend(
+                    bias.as_ref()
+                        .map(|t| b.init(float_tensor(&format!("{nm}.bias"), t))),
+                );
+                let refs: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+                b.node("Gemm", &nm, &refs, out, vec![int_attr("transB", 1)]);
+            }
             Op::Linear { weight, bias } => {
                 let w = b.init(float_tensor(&format!("{nm}.weight"), &weight.transpose2d()));
                 match bias {
