@@ -1,1 +1,93 @@
-fn main() {}
+//! `nncert`: from an ONNX file to a verdict.
+//!
+//! Exit codes: 0 success, 2 user error (bad file, flag, unsupported op, …),
+//! which is always reported as a single line on stderr.
+
+mod commands;
+mod embedded;
+mod inputs;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// nncert: neural-network robustness certificates that hold under float32.
+///
+/// Run without a subcommand to evaluate the embedded MNIST model on the
+/// embedded test images with every execution engine.
+#[derive(Parser)]
+#[command(name = "nncert", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a model: ops, shapes, parameters, canonical form.
+    Info(commands::info::InfoArgs),
+    /// Run inference with one or all engines.
+    Run(commands::run::RunArgs),
+    /// VNN-COMP tool contract: MODEL SPEC → sat/unsat/timeout/unknown/error in --out.
+    Vnncomp(commands::vnncomp::VnncompArgs),
+}
+
+/// A user-facing failure: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl<E: std::fmt::Display> From<E> for UserError {
+    fn from(e: E) -> Self {
+        UserError(e.to_string())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, UserError>;
+
+/// A path argument that must exist.
+pub fn existing(path: &PathBuf) -> CliResult<&PathBuf> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(UserError(format!("{}: no such file", path.display())))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            e.exit()
+        }
+        // A usage mistake: one line, exit code 2.
+        Err(e) => {
+            let text = e.render().to_string();
+            // clap's message is the paragraph before the usage block.
+            let head = text.split("\n\n").next().unwrap_or("invalid arguments");
+            let msg = head.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!(
+                "nncert: error: {} (see nncert --help)",
+                msg.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        None => commands::demo::run(),
+        Some(Command::Info(a)) => commands::info::run(a),
+        Some(Command::Run(a)) => commands::run::run(a),
+        Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(UserError(msg)) => {
+            eprintln!("nncert: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -32,6 +32,20 @@ pub struct Graph {
     pub softmax_dropped: bool,
 }
 
+/// Largest number of values one node may hold per sample.
+pub const MAX_NODE_ELEMENTS: usize = 1 << 28;
+
+/// Rejects empty and oversized values (they would only hide a malformed model).
+fn check_size(node: &str, shape: &[usize]) -> Result<()> {
+    match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+        Some(n) if n > 0 && n <= MAX_NODE_ELEMENTS => Ok(()),
+        _ => Err(ModelError::shape(
+            node,
+            format!("value of shape {shape:?} is empty or too large"),
+        )),
+    }
+}
+
 impl Graph {
     /// A graph with just an input node of the given per-sample shape.
     pub fn with_input(name: &str, shape: Vec<usize>) -> Graph {
@@ -73,6 +87,7 @@ impl Graph {
             .map(|&i| self.nodes[i].shape.as_slice())
             .collect();
         let shape = op.output_shape(name, &shapes, reshape_to)?;
+        check_size(name, &shape)?;
         self.nodes.push(Node {
             name: name.to_string(),
             op,
@@ -148,6 +163,7 @@ impl Graph {
                     n.name
                 )));
             }
+            check_size(&n.name, &n.shape)?;
             if id != self.input {
                 let shapes: Vec<&[usize]> = n
                     .inputs

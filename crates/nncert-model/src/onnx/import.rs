@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 /// Upper bound on the elements of any one tensor or value we accept (guards
 /// against allocation bombs in malformed files).
-const MAX_ELEMENTS: usize = 1 << 30;
+const MAX_ELEMENTS: usize = crate::graph::MAX_NODE_ELEMENTS;
 /// Upper bound on a kernel, stride, pad or dilation attribute.
 const MAX_WINDOW_ATTR: i64 = 1 << 16;
 

@@ -1,0 +1,4 @@
+pub mod demo;
+pub mod info;
+pub mod run;
+pub mod vnncomp;

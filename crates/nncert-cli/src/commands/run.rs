@@ -1,0 +1,97 @@
+//! `nncert run MODEL --input FILE | --mnist-index N`.
+
+use crate::inputs::{parse_vector, DataSource};
+use crate::{existing, CliResult, UserError};
+use clap::{Args, ValueEnum};
+use nncert_exec::{Engine, EngineKind};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineChoice {
+    /// f64, fixed summation order: the semantics bounds are checked against.
+    Reference,
+    Direct,
+    Im2col,
+    Toeplitz,
+    /// The reference and every float32 engine.
+    All,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// ONNX (.onnx, .onnx.gz) or native (.json) model.
+    model: PathBuf,
+    /// Input values: whitespace/comma separated text or a JSON array.
+    #[arg(
+        long,
+        conflicts_with = "mnist_index",
+        required_unless_present = "mnist_index"
+    )]
+    input: Option<PathBuf>,
+    /// Use test image N of --data instead of --input.
+    #[arg(long)]
+    mnist_index: Option<usize>,
+    /// Data set for --mnist-index: mnist:DIR, cifar10:PATH or embedded.
+    #[arg(long, default_value = "embedded")]
+    data: DataSource,
+    #[arg(long, value_enum, default_value = "all")]
+    engine: EngineChoice,
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+fn print_row(name: &str, y: &[f64]) {
+    let vals: Vec<String> = y.iter().map(|v| format!("{v:.6}")).collect();
+    println!("{name:<10} argmax {:<3} [{}]", argmax(y), vals.join(", "));
+}
+
+pub fn run(a: RunArgs) -> CliResult {
+    let g = nncert_model::load_model(existing(&a.model)?)?;
+    let x: Vec<f32> = match (&a.input, a.mnist_index) {
+        (Some(p), _) => parse_vector(
+            &std::fs::read_to_string(existing(p)?)?,
+            &p.display().to_string(),
+        )?,
+        (None, Some(i)) => {
+            let ds = a.data.load()?;
+            if i >= ds.len() {
+                return Err(UserError(format!(
+                    "--mnist-index {i}: the data set has {} images",
+                    ds.len()
+                )));
+            }
+            println!("image {i}, label {}", ds.labels[i]);
+            ds.image(i).to_vec()
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    if x.len() != g.input_len() {
+        return Err(UserError(format!(
+            "the input has {} values but the model expects {} (shape {:?})",
+            x.len(),
+            g.input_len(),
+            g.input_shape()
+        )));
+    }
+    if matches!(a.engine, EngineChoice::Reference | EngineChoice::All) {
+        let y =
+            nncert_model::reference_forward(&g, &x.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+        print_row("reference", &y);
+    }
+    let kinds: Vec<EngineKind> = match a.engine {
+        EngineChoice::Reference => vec![],
+        EngineChoice::Direct => vec![EngineKind::Direct],
+        EngineChoice::Im2col => vec![EngineKind::Im2col],
+        EngineChoice::Toeplitz => vec![EngineKind::Toeplitz],
+        EngineChoice::All => EngineKind::ALL.to_vec(),
+    };
+    for k in kinds {
+        let y = Engine::new(k, &g)?.run(&g, &x)?;
+        print_row(k.name(), &y.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    }
+    Ok(())
+}

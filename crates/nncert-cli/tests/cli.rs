@@ -1,0 +1,280 @@
+//! End-to-end tests of the `nncert` binary.
+
+use nncert_model::onnx::{export_onnx_bytes, proto};
+use nncert_model::{Graph, Op, Tensor};
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nncert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nncert"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nncert-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn asset(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// y = W x + b on two inputs, written as ONNX.
+fn write_linear_model(path: &Path, w: [f32; 4], b: [f32; 2]) {
+    let mut g = Graph::with_input("x", vec![1, 2]);
+    let op = Op::Linear {
+        weight: Tensor::new(vec![2, 2], w.to_vec()),
+        bias: Some(Tensor::new(vec![2], b.to_vec())),
+    };
+    g.push("fc", op, vec![0]).unwrap();
+    g.output_name = "y".into();
+    std::fs::write(path, export_onnx_bytes(&g).unwrap()).unwrap();
+}
+
+fn spec(unsafe_y: &str) -> String {
+    format!("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 -1))\n(assert (<= X_1 1))\n(assert {unsafe_y})\n")
+}
+
+#[test]
+fn no_arguments_runs_the_embedded_demo() {
+    let o = nncert(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = stdout(&o);
+    for engine in ["reference", "direct", "im2col", "toeplitz"] {
+        let line = s
+            .lines()
+            .find(|l| l.starts_with(engine))
+            .unwrap_or_else(|| panic!("no {engine} row in\n{s}"));
+        let acc: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap();
+        assert!(acc > 95.0, "{engine}: {acc}%");
+    }
+}
+
+#[test]
+fn info_and_run_on_the_embedded_model_file() {
+    let model = asset("mnist_relu_stable_conv.onnx");
+    let o = nncert(&["info", &model]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("non-canonical ops left: none"));
+    let o = nncert(&["run", &model, "--mnist-index", "0"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.contains("label 7"));
+    assert_eq!(
+        s.lines().filter(|l| l.contains("argmax 7")).count(),
+        4,
+        "{s}"
+    );
+}
+
+#[test]
+fn run_reads_text_input() {
+    let (m, x) = (tmp("lin_run.onnx"), tmp("x.txt"));
+    write_linear_model(&m, [1.0, 2.0, 3.0, 4.0], [0.5, -0.5]);
+    std::fs::write(&x, "[1, 0.5]").unwrap();
+    let o = nncert(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--engine",
+        "direct",
+    ]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("[2.500000, 4.500000]"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn vnncomp_sat_writes_a_witness_that_violates_the_spec() {
+    let (m, s, out) = (tmp("lin_sat.onnx"), tmp("sat.vnnlib"), tmp("sat.txt"));
+    write_linear_model(&m, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0]);
+    std::fs::write(&s, spec("(>= Y_0 0.25)")).unwrap();
+    let o = nncert(&[
+        "vnncomp",
+        m.to_str().unwrap(),
+        s.to_str().unwrap(),
+        "--timeout",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().next(), Some("sat"));
+    let value = |var: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("({var} ")))
+            .unwrap();
+        line.trim_matches(|c: char| c == '(' || c == ')' || c.is_whitespace())
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (x0, x1) = (value("X_0"), value("X_1"));
+    assert!((0.0..=1.0).contains(&x0) && (-1.0..=1.0).contains(&x1));
+    assert_eq!(value("Y_0"), x0);
+    assert!(x0 >= 0.25);
+}
+
+#[test]
+fn vnncomp_unknown_and_timeout() {
+    let (m, s, out) = (tmp("lin_unk.onnx"), tmp("unk.vnnlib"), tmp("unk.txt"));
+    write_linear_model(&m, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0]);
+    std::fs::write(&s, spec("(>= Y_0 5)")).unwrap();
+    let run = |t: &str| {
+        let o = nncert(&[
+            "vnncomp",
+            m.to_str().unwrap(),
+            s.to_str().unwrap(),
+            "--timeout",
+            t,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success());
+        std::fs::read_to_string(&out).unwrap()
+    };
+    assert_eq!(run("20"), "unknown\n");
+    assert_eq!(run("0"), "timeout\n");
+}
+
+/// A model whose only node is an op nncert does not support.
+fn unsupported_op_model() -> Vec<u8> {
+    let mut bytes = {
+        let mut g = Graph::with_input("x", vec![1, 2]);
+        g.push("r", Op::Relu, vec![0]).unwrap();
+        export_onnx_bytes(&g).unwrap()
+    };
+    let mut m = proto::ModelProto::decode(&bytes[..]).unwrap();
+    m.graph.as_mut().unwrap().node[0].op_type = Some("Mod".into());
+    m.graph.as_mut().unwrap().node[0].name = Some("the_mod".into());
+    bytes.clear();
+    m.encode(&mut bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn user_errors_are_one_line_and_exit_code_2() {
+    let garbage = tmp("garbage.onnx");
+    std::fs::write(&garbage, b"\x08\x07garbage").unwrap();
+    let truncated = tmp("truncated.onnx");
+    let full = std::fs::read(asset("mnist_relu_stable_conv.onnx")).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let unsupported = tmp("unsupported.onnx");
+    std::fs::write(&unsupported, unsupported_op_model()).unwrap();
+    let nan = tmp("nan.onnx");
+    write_linear_model(&nan, [1.0, f32::NAN, 0.0, 1.0], [0.0, 0.0]);
+    let lin = tmp("lin_err.onnx");
+    write_linear_model(&lin, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0]);
+    let bad_spec = tmp("bad.vnnlib");
+    std::fs::write(
+        &bad_spec,
+        "(declare-const X_0 Real)\n(assert (<= X_0 oops))\n",
+    )
+    .unwrap();
+    let other_spec = tmp("other.vnnlib");
+    std::fs::write(&other_spec, "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (>= X_0 0))(assert (<= X_0 1))(assert (>= Y_0 1))").unwrap();
+    let three = tmp("three.txt");
+    std::fs::write(&three, "1 2 3").unwrap();
+    let out = tmp("err.txt");
+    let p = |x: &PathBuf| x.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["info".into(), "/no/such/model.onnx".into()],
+            "no such file",
+        ),
+        (vec!["info".into(), p(&garbage)], "not a valid ONNX file"),
+        (vec!["info".into(), p(&truncated)], "not a valid ONNX file"),
+        (
+            vec!["info".into(), p(&unsupported)],
+            "unsupported ONNX op `Mod` (node `the_mod`)",
+        ),
+        (vec!["info".into(), p(&nan)], "non-finite"),
+        (
+            vec!["run".into(), p(&lin), "--input".into(), p(&three)],
+            "has 3 values but the model expects 2",
+        ),
+        (
+            vec!["run".into(), p(&lin), "--mnist-index".into(), "0".into()],
+            "expects 2",
+        ),
+        (
+            vec!["run".into(), p(&lin), "--mnist-index".into(), "9999".into()],
+            "has 200 images",
+        ),
+        (
+            vec![
+                "vnncomp".into(),
+                p(&lin),
+                p(&bad_spec),
+                "--out".into(),
+                p(&out),
+            ],
+            "bad.vnnlib:2:17",
+        ),
+        (
+            vec![
+                "vnncomp".into(),
+                p(&lin),
+                p(&other_spec),
+                "--out".into(),
+                p(&out),
+            ],
+            "the spec has 1 inputs",
+        ),
+        (vec!["certify-everything".into()], "unrecognized subcommand"),
+        (
+            vec!["run".into(), p(&lin), "--engine".into(), "gpu".into()],
+            "invalid value 'gpu'",
+        ),
+        (
+            vec![
+                "run".into(),
+                p(&lin),
+                "--data".into(),
+                "imagenet:/x".into(),
+                "--mnist-index".into(),
+                "1".into(),
+            ],
+            "expected mnist:DIR",
+        ),
+    ];
+    for (args, expect) in cases {
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let o = nncert(&refs);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(
+            err.starts_with("nncert: error: ") && err.contains(expect),
+            "{args:?}: {err}"
+        );
+    }
+    // A failed VNN-COMP run still leaves a result file saying so.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "error\n");
+}
