@@ -82,7 +82,7 @@ pub fn run_all<T: Real, K: AffineKernels<T>>(
     input: &[T],
 ) -> Result<Vec<Vec<T>>> {
     let per = graph.input_len();
-    if per == 0 || input.len() % per != 0 || input.is_empty() {
+    if per == 0 || !input.len().is_multiple_of(per) || input.is_empty() {
         return Err(ModelError::InputSize {
             got: input.len(),
             expected: per,

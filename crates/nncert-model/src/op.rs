@@ -403,7 +403,7 @@ fn conv_shape(
             window.kernel, weight.shape
         ));
     }
-    if window.dilation.iter().any(|&d| d == 0) {
+    if window.dilation.contains(&0) {
         return Err("dilation must be ≥ 1".into());
     }
     if let Some(b) = bias {

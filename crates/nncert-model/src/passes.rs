@@ -341,9 +341,9 @@ fn scale_outputs(op: &mut Op, s: &[f64], t: &[f64]) {
     };
     let out = weight.shape[0];
     let per = weight.numel() / out;
-    for o in 0..out {
-        for v in &mut weight.data[o * per..(o + 1) * per] {
-            *v = (*v as f64 * s[o]) as f32;
+    for (row, &so) in weight.data.chunks_mut(per).zip(s) {
+        for v in row {
+            *v = (*v as f64 * so) as f32;
         }
     }
     let b: Vec<f64> = (0..out)
@@ -368,13 +368,12 @@ fn scale_inputs(op: &mut Op, s: &[f64], t: &[f64]) {
     let mut b: Vec<f64> = (0..out)
         .map(|o| bias.as_ref().map_or(0.0, |b| b.data[o] as f64))
         .collect();
-    for o in 0..out {
+    for (o, bo) in b.iter_mut().enumerate() {
         let g = o / out_per_group;
         for f in 0..fan {
             let feature = g * fan + f;
-            for k in 0..spatial {
-                let w = &mut weight.data[(o * fan + f) * spatial + k];
-                b[o] += *w as f64 * t[feature];
+            for w in &mut weight.data[(o * fan + f) * spatial..][..spatial] {
+                *bo += *w as f64 * t[feature];
                 *w = (*w as f64 * s[feature]) as f32;
             }
         }
