@@ -278,3 +278,28 @@ fn user_errors_are_one_line_and_exit_code_2() {
     // A failed VNN-COMP run still leaves a result file saying so.
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "error\n");
 }
+
+#[test]
+fn info_handles_every_shared_model() {
+    let Some(shared) = nncert_model::io::shared_dir() else {
+        eprintln!("SKIP: ../shared not found (set NNCERT_SHARED)");
+        return;
+    };
+    let mut files = nncert_model::io::onnx_files_under(&shared.join("vnncomp2021"));
+    files.extend(nncert_model::io::onnx_files_under(&shared.join("models")));
+    assert!(files.len() >= 60);
+    for f in files {
+        let o = nncert(&["info", f.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout(&o).contains("non-canonical ops left: none"),
+            "{}",
+            f.display()
+        );
+    }
+}

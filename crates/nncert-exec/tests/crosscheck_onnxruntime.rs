@@ -90,6 +90,28 @@ fn embedded_model_matches_onnxruntime_fixture() {
     assert_eq!(report.len(), 4);
 }
 
+/// One model per op family, built with onnx.helper (scripts/make_op_fixtures.py):
+/// checks the importer's reading of each op against ONNX Runtime's.
+#[test]
+fn every_supported_op_matches_onnxruntime() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 12,
+        "op fixtures missing in {}",
+        dir.display()
+    );
+    for f in &files {
+        check(f, Some(&dir));
+    }
+}
+
 #[test]
 fn shared_models_match_onnxruntime() {
     let Some(dir) = std::env::var_os("NNCERT_ORT_REFERENCE") else {
@@ -115,4 +137,13 @@ fn shared_models_match_onnxruntime() {
         "over {} models, worst rel. discrepancy vs ORT per implementation: {worst:?}",
         files.len()
     );
+}
+
+#[test]
+fn final_softmax_is_dropped_and_recorded() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops");
+    let g = load_model(&dir.join("global_avgpool_flatten_gemm_softmax.onnx")).unwrap();
+    assert!(g.softmax_dropped);
+    let plain = load_model(&dir.join("pools_pad.onnx")).unwrap();
+    assert!(!plain.softmax_dropped);
 }
