@@ -102,9 +102,9 @@ pub fn binary<T: Real>(
     y
 }
 
-/// For each output position of a pooling window, calls `f` with the valid
+/// For each output position of a pooling window (channel-major), calls `f` with the valid
 /// input indices (padding excluded) and the window size including padding.
-fn for_each_window(
+pub fn for_each_window(
     in_shape: &[usize],
     w: &Window2d,
     mut f: impl FnMut(&mut dyn Iterator<Item = usize>, usize),

@@ -1,0 +1,92 @@
+//! Linear (Gemm, MatMul): `y[.., o] = Σ_i W[o,i]·x[.., i] + b[o]` over the last axis.
+
+use crate::fp::affine_error;
+use crate::interval::Interval;
+use nncert_model::Tensor;
+
+fn dims(w: &Tensor, len: usize) -> (usize, usize, usize) {
+    let (out, inp) = (w.shape[0], w.shape[1]);
+    (out, inp, len / inp)
+}
+
+pub fn interval(w: &Tensor, b: Option<&Tensor>, x: &Interval) -> Interval {
+    let (out, inp, rows) = dims(w, x.len());
+    let (mut lo, mut hi) = (
+        Vec::with_capacity(rows * out),
+        Vec::with_capacity(rows * out),
+    );
+    for r in 0..rows {
+        let (xl, xh) = (&x.lo[r * inp..][..inp], &x.hi[r * inp..][..inp]);
+        for o in 0..out {
+            let bias = b.map_or(0.0, |b| b.data[o] as f64);
+            let (mut l, mut h) = (bias, bias);
+            for (i, &wi) in w.data[o * inp..][..inp].iter().enumerate() {
+                let wi = wi as f64;
+                if wi >= 0.0 {
+                    l += wi * xl[i];
+                    h += wi * xh[i];
+                } else {
+                    l += wi * xh[i];
+                    h += wi * xl[i];
+                }
+            }
+            lo.push(l);
+            hi.push(h);
+        }
+    }
+    Interval { lo, hi }
+}
+
+pub fn error_radius(w: &Tensor, b: Option<&Tensor>, x: &Interval) -> Vec<f64> {
+    let (out, inp, rows) = dims(w, x.len());
+    let m = x.magnitude();
+    let mut e = Vec::with_capacity(rows * out);
+    for r in 0..rows {
+        for o in 0..out {
+            let s = w.data[o * inp..][..inp]
+                .iter()
+                .zip(&m[r * inp..][..inp])
+                .fold(
+                    b.map_or(0.0, |b| (b.data[o] as f64).abs()),
+                    |acc, (&wi, &mi)| acc + (wi as f64).abs() * mi,
+                );
+            e.push(affine_error(s, inp));
+        }
+    }
+    e
+}
+
+/// `a_in = a·W` per row block, constant `a·b`.
+pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
+    let (out, inp) = (w.shape[0], w.shape[1]);
+    let rows = a.len() / (s * out);
+    let wf: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
+    let mut a_in = vec![0.0; s * rows * inp];
+    for r in 0..rows {
+        super::dgemm(
+            s,
+            out,
+            inp,
+            &a[r * out..],
+            rows * out,
+            1,
+            &wf,
+            inp,
+            1,
+            &mut a_in[r * inp..],
+            rows * inp,
+        );
+    }
+    let cst = (0..s)
+        .map(|si| {
+            b.map_or(0.0, |b| {
+                a[si * rows * out..][..rows * out]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| v * b.data[j % out] as f64)
+                    .sum()
+            })
+        })
+        .collect();
+    (a_in, cst)
+}

@@ -1,0 +1,447 @@
+//! Forward interval propagation with back-substitution refinement, and
+//! back-substitution of a linear specification onto the input region.
+
+use crate::fp::{down, gamma, Soundness, U64};
+use crate::interval::{Interval, Region};
+use crate::ops::activation::{self, Monotone, Slopes};
+use crate::ops::{conv, elementwise, linear, pool, shape};
+use crate::{BoundConfig, BoundsError, Method};
+use nncert_model::forward::ConvCall;
+use nncert_model::{BinaryKind, Graph, NodeId, Op};
+use nncert_spec::Norm;
+
+/// Sound bounds of every node, and each node's float32 error radius.
+#[derive(Clone, Debug)]
+pub struct NetworkBounds {
+    pub nodes: Vec<Interval>,
+    /// Per node: radius by which float32 (and the analyser) may move a value
+    /// beyond the real-arithmetic bound; empty in real mode or for exact ops.
+    pub err: Vec<Vec<f64>>,
+}
+
+type Result<T> = std::result::Result<T, BoundsError>;
+
+fn unsupported(cfg: &BoundConfig, g: &Graph, id: NodeId, hint: &'static str) -> BoundsError {
+    BoundsError::Unsupported {
+        method: cfg.method.name(),
+        op: g.nodes[id].op.name(),
+        node: g.nodes[id].name.clone(),
+        hint,
+    }
+}
+
+fn slopes(cfg: &BoundConfig) -> Slopes {
+    if cfg.method == Method::FastLin {
+        Slopes::Parallel
+    } else {
+        Slopes::Adaptive
+    }
+}
+
+/// The interval of node `id` from its inputs' bounds, and its error radius.
+fn interval_of(
+    g: &Graph,
+    id: NodeId,
+    b: &[Interval],
+    cfg: &BoundConfig,
+) -> Result<(Interval, Vec<f64>)> {
+    let node = &g.nodes[id];
+    let x = |k: usize| &b[node.inputs[k]];
+    let in_shape = |k: usize| g.nodes[node.inputs[k]].shape.as_slice();
+    let exact = |i: Interval| (i, Vec::new());
+    Ok(match &node.op {
+        Op::Input => unreachable!("the region gives the input"),
+        Op::Constant(t) => exact(Interval {
+            lo: t.data.iter().map(|&v| v as f64).collect(),
+            hi: t.data.iter().map(|&v| v as f64).collect(),
+        }),
+        Op::Linear { weight, bias } => (
+            linear::interval(weight, bias.as_ref(), x(0)),
+            linear::error_radius(weight, bias.as_ref(), x(0)),
+        ),
+        Op::Conv2d { .. } => {
+            let c = ConvCall::of(g, id).expect("conv");
+            (conv::interval(&c, x(0)), conv::error_radius(&c, x(0)))
+        }
+        Op::Affine { scale, shift } => (
+            elementwise::affine_interval(x(0), scale.as_ref(), shift.as_ref()),
+            elementwise::affine_error_radius(x(0), scale.as_ref(), shift.as_ref()),
+        ),
+        Op::Binary(kind @ (BinaryKind::Add | BinaryKind::Sub)) if in_shape(0) == in_shape(1) => {
+            let sign = if *kind == BinaryKind::Add { 1.0 } else { -1.0 };
+            (
+                elementwise::sum_interval(x(0), x(1), sign),
+                elementwise::sum_error_radius(x(0), x(1)),
+            )
+        }
+        Op::Relu => (
+            activation::interval(x(0), 0.0),
+            activation::error_radius(x(0), 0.0),
+        ),
+        Op::LeakyRelu { alpha } => (
+            activation::interval(x(0), *alpha as f64),
+            activation::error_radius(x(0), *alpha as f64),
+        ),
+        op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => {
+            let f = match op {
+                Op::Sigmoid => Monotone::Sigmoid,
+                Op::Tanh => Monotone::Tanh,
+                _ => Monotone::Atan,
+            };
+            let y = activation::monotone_interval(x(0), f);
+            let e = activation::monotone_error_radius(&y);
+            (y, e)
+        }
+        Op::MaxPool2d { window } => exact(pool::max_interval(x(0), in_shape(0), window)),
+        Op::AvgPool2d {
+            window,
+            count_include_pad,
+        } => (
+            pool::avg_interval(x(0), in_shape(0), window, *count_include_pad),
+            pool::avg_error_radius(x(0), in_shape(0), window, *count_include_pad),
+        ),
+        Op::Reshape => exact(x(0).clone()),
+        Op::Transpose { perm } => exact(shape::gather_interval(
+            x(0),
+            &shape::transpose_map(in_shape(0), perm),
+        )),
+        Op::Pad { pads, value } => exact(shape::pad_interval(
+            x(0),
+            &shape::pad_map(in_shape(0), &node.shape, pads),
+            *value as f64,
+        )),
+        Op::Concat { axis } => {
+            let shapes: Vec<&[usize]> = (0..node.inputs.len()).map(in_shape).collect();
+            let map = shape::concat_map(&shapes, *axis);
+            let pick =
+                |f: fn(&Interval) -> &Vec<f64>| map.iter().map(|&(k, i)| f(x(k))[i]).collect();
+            exact(Interval {
+                lo: pick(|v| &v.lo),
+                hi: pick(|v| &v.hi),
+            })
+        }
+        Op::Binary(_) | Op::BatchNorm { .. } => {
+            return Err(unsupported(
+                cfg,
+                g,
+                id,
+                "; canonicalise the model first (real mode folds it)",
+            ))
+        }
+    })
+}
+
+/// Whether node `id` feeds a ReLU-like op (its bounds decide a relaxation).
+fn is_preactivation(g: &Graph, id: NodeId) -> bool {
+    g.nodes
+        .iter()
+        .any(|n| n.inputs.contains(&id) && matches!(n.op, Op::Relu | Op::LeakyRelu { .. }))
+}
+
+/// Bounds of every node over `region`.
+pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<NetworkBounds> {
+    if region.bbox.len() != g.input_len() {
+        return Err(BoundsError::Dimension {
+            got: region.bbox.len(),
+            expected: g.input_len(),
+        });
+    }
+    let mut nb = NetworkBounds {
+        nodes: Vec::with_capacity(g.nodes.len()),
+        err: Vec::with_capacity(g.nodes.len()),
+    };
+    for id in 0..g.nodes.len() {
+        if id == g.input {
+            nb.nodes.push(region.bbox.clone());
+            nb.err.push(Vec::new());
+            continue;
+        }
+        let (mut iv, err) = interval_of(g, id, &nb.nodes, cfg)?;
+        let err = if cfg.soundness == Soundness::Float32 {
+            err
+        } else {
+            Vec::new()
+        };
+        if !err.is_empty() {
+            iv = iv.widened(&err);
+        }
+        nb.nodes.push(iv);
+        nb.err.push(err);
+        if cfg.method != Method::Ibp && is_preactivation(g, id) {
+            refine(g, id, &mut nb, region, cfg)?;
+        }
+    }
+    Ok(nb)
+}
+
+/// Tightens the bounds of node `id` by back-substitution, for the elements
+/// whose interval straddles zero (the others need no tighter bound).
+fn refine(
+    g: &Graph,
+    id: NodeId,
+    nb: &mut NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+) -> Result<()> {
+    let iv = &nb.nodes[id];
+    let unstable: Vec<usize> = (0..iv.len())
+        .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
+        .collect();
+    if unstable.is_empty() {
+        return Ok(());
+    }
+    let n = iv.len();
+    let s = unstable.len();
+    let mut spec = vec![0.0; 2 * s * n];
+    for (r, &j) in unstable.iter().enumerate() {
+        spec[r * n + j] = 1.0;
+        spec[(s + r) * n + j] = -1.0;
+    }
+    let lb = backsubstitute(g, id, nb, region, cfg, &spec, 2 * s)?;
+    let iv = &mut nb.nodes[id];
+    for (r, &j) in unstable.iter().enumerate() {
+        iv.lo[j] = iv.lo[j].max(lb[r]);
+        iv.hi[j] = iv.hi[j].min(-lb[s + r]);
+    }
+    Ok(())
+}
+
+/// Lower bounds of `spec · y` (`rows` rows) for the output `y` of the graph.
+pub fn lower_bounds(
+    g: &Graph,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+    rows: usize,
+) -> Result<Vec<f64>> {
+    let ibp = interval_lower(&nb.nodes[g.output], spec, rows, cfg.soundness);
+    if cfg.method == Method::Ibp {
+        return Ok(ibp);
+    }
+    // Both are sound; CROWN is usually, not always, the tighter one.
+    let crown = backsubstitute(g, g.output, nb, region, cfg, spec, rows)?;
+    Ok(crown.iter().zip(ibp).map(|(a, b)| a.max(b)).collect())
+}
+
+/// min over the box of each spec row, by interval arithmetic.
+fn interval_lower(x: &Interval, spec: &[f64], rows: usize, soundness: Soundness) -> Vec<f64> {
+    let n = x.len();
+    (0..rows)
+        .map(|r| {
+            let (v, mag) = box_min(&spec[r * n..][..n], x);
+            match soundness {
+                Soundness::Real => v,
+                Soundness::Float32 => down(v - gamma(n + 1, U64) * mag),
+            }
+        })
+        .collect()
+}
+
+/// Back-substitution: lower bounds of `spec · z_q` over the region, walking
+/// the graph backwards from node `q` with linear relaxations.
+fn backsubstitute(
+    g: &Graph,
+    q: NodeId,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+    s: usize,
+) -> Result<Vec<f64>> {
+    let sound = cfg.soundness == Soundness::Float32;
+    let mut acc: Vec<Option<Vec<f64>>> = vec![None; q + 1];
+    acc[q] = Some(spec.to_vec());
+    let mut cst = vec![0.0; s];
+    // Σ|terms| added to `cst`, to bound the rounding of those additions.
+    let mut cabs = vec![0.0; s];
+    let mut result = vec![0.0; s];
+    let add_const = |cst: &mut Vec<f64>, cabs: &mut Vec<f64>, c: &[f64]| {
+        for si in 0..s {
+            cst[si] += c[si];
+            cabs[si] += c[si].abs();
+        }
+    };
+    for id in (0..=q).rev() {
+        let Some(a) = acc[id].take() else { continue };
+        let node = &g.nodes[id];
+        if sound && !nb.err[id].is_empty() {
+            let pen: Vec<f64> = (0..s)
+                .map(|si| -dot_abs(&a[si * nb.err[id].len()..][..nb.err[id].len()], &nb.err[id]))
+                .collect();
+            add_const(&mut cst, &mut cabs, &pen);
+        }
+        let pass = |acc: &mut Vec<Option<Vec<f64>>>, k: usize, a_in: Vec<f64>| {
+            let target = node.inputs[k];
+            match &mut acc[target] {
+                Some(existing) => existing.iter_mut().zip(&a_in).for_each(|(e, v)| *e += v),
+                slot => *slot = Some(a_in),
+            }
+        };
+        let x = |k: usize| &nb.nodes[node.inputs[k]];
+        let in_shape = |k: usize| g.nodes[node.inputs[k]].shape.as_slice();
+        let in_len = |k: usize| g.nodes[node.inputs[k]].shape.iter().product::<usize>();
+        match &node.op {
+            Op::Input => {
+                let v = concretize(&a, s, region, sound);
+                result.iter_mut().zip(v).for_each(|(r, v)| *r += v);
+            }
+            Op::Constant(t) => {
+                let n = t.numel();
+                let c: Vec<f64> = (0..s)
+                    .map(|si| {
+                        a[si * n..][..n]
+                            .iter()
+                            .zip(&t.data)
+                            .map(|(x, &y)| x * y as f64)
+                            .sum()
+                    })
+                    .collect();
+                add_const(&mut cst, &mut cabs, &c);
+            }
+            Op::Linear { weight, bias } => {
+                let (a_in, c) = linear::backward(weight, bias.as_ref(), &a, s);
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::Conv2d { .. } => {
+                let (a_in, c) = conv::backward(&ConvCall::of(g, id).expect("conv"), &a, s);
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::Affine { scale, shift } => {
+                let (a_in, c) = elementwise::affine_backward(&a, s, scale.as_ref(), shift.as_ref());
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::Binary(kind @ (BinaryKind::Add | BinaryKind::Sub))
+                if in_shape(0) == in_shape(1) =>
+            {
+                let second = if *kind == BinaryKind::Add {
+                    a.clone()
+                } else {
+                    a.iter().map(|v| -v).collect()
+                };
+                pass(&mut acc, 0, a);
+                pass(&mut acc, 1, second);
+            }
+            Op::Relu | Op::LeakyRelu { .. } => {
+                let alpha = if let Op::LeakyRelu { alpha } = node.op {
+                    alpha as f64
+                } else {
+                    0.0
+                };
+                let (a_in, c) = activation::backward(&a, s, x(0), alpha, slopes(cfg));
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::AvgPool2d {
+                window,
+                count_include_pad,
+            } => {
+                let a_in = pool::avg_backward(&a, s, in_shape(0), window, *count_include_pad);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::Reshape => pass(&mut acc, 0, a),
+            Op::Transpose { perm } => {
+                let a_in = shape::gather_backward(
+                    &a,
+                    s,
+                    &shape::transpose_map(in_shape(0), perm),
+                    in_len(0),
+                );
+                pass(&mut acc, 0, a_in);
+            }
+            Op::Pad { pads, value } => {
+                let map = shape::pad_map(in_shape(0), &node.shape, pads);
+                let (a_in, c) = shape::pad_backward(&a, s, &map, in_len(0), *value as f64);
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::Concat { axis } => {
+                let shapes: Vec<&[usize]> = (0..node.inputs.len()).map(in_shape).collect();
+                let map = shape::concat_map(&shapes, *axis);
+                let n = map.len();
+                let mut parts: Vec<Vec<f64>> = (0..node.inputs.len())
+                    .map(|k| vec![0.0; s * in_len(k)])
+                    .collect();
+                for si in 0..s {
+                    for (o, &(k, i)) in map.iter().enumerate() {
+                        parts[k][si * in_len(k) + i] += a[si * n + o];
+                    }
+                }
+                for (k, p) in parts.into_iter().enumerate() {
+                    pass(&mut acc, k, p);
+                }
+            }
+            Op::Sigmoid | Op::Tanh | Op::Atan | Op::MaxPool2d { .. } => {
+                return Err(unsupported(cfg, g, id, "; use --method ibp"))
+            }
+            Op::Binary(_) | Op::BatchNorm { .. } => {
+                return Err(unsupported(cfg, g, id, "; canonicalise the model first"))
+            }
+        }
+    }
+    Ok((0..s)
+        .map(|si| {
+            let v = result[si] + cst[si];
+            if sound {
+                // Rounding of the additions into `cst` and of this sum: 2⁻³⁰ covers < 10⁶ terms.
+                down(v - (cabs[si] + result[si].abs()) / (1u64 << 30) as f64)
+            } else {
+                v
+            }
+        })
+        .collect())
+}
+
+/// min of `row · x` over the box, and Σ|row|·max(|lo|,|hi|) (the magnitude its rounding scales with).
+fn box_min(row: &[f64], b: &Interval) -> (f64, f64) {
+    row.iter()
+        .zip(b.lo.iter().zip(&b.hi))
+        .fold((0.0, 0.0), |(v, mag), (&c, (&l, &h))| {
+            (
+                v + if c >= 0.0 { c * l } else { c * h },
+                mag + c.abs() * l.abs().max(h.abs()),
+            )
+        })
+}
+
+fn dot_abs(a: &[f64], e: &[f64]) -> f64 {
+    a.iter().zip(e).map(|(x, y)| x.abs() * y).sum::<f64>() * (1.0 + 1.0 / (1u64 << 30) as f64)
+}
+
+/// min over the region of `a·x` per row: over the box, and over the norm
+/// ball when there is one (both contain the region; the larger bound wins).
+fn concretize(a: &[f64], s: usize, region: &Region, sound: bool) -> Vec<f64> {
+    let b = &region.bbox;
+    let n = b.len();
+    (0..s)
+        .map(|si| {
+            let row = &a[si * n..][..n];
+            let (v, mag) = box_min(row, b);
+            let mut best = if sound {
+                down(v - gamma(n + 2, U64) * mag)
+            } else {
+                v
+            };
+            if let Some((center, eps, norm)) = &region.ball {
+                let dual = match norm {
+                    Norm::Linf => row.iter().map(|x| x.abs()).sum::<f64>(),
+                    Norm::L2 => row.iter().map(|x| x * x).sum::<f64>().sqrt(),
+                    Norm::L1 => row.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+                };
+                let at_center: f64 = row.iter().zip(center).map(|(x, c)| x * c).sum();
+                let cmag: f64 = row.iter().zip(center).map(|(x, c)| (x * c).abs()).sum();
+                let ball = at_center - eps * dual;
+                let ball = if sound {
+                    down(ball - gamma(n + 4, U64) * (cmag + eps * dual))
+                } else {
+                    ball
+                };
+                best = best.max(ball);
+            }
+            best
+        })
+        .collect()
+}
