@@ -12,12 +12,15 @@ pub mod interval;
 pub mod ops;
 mod propagate;
 pub mod radius;
+mod robustness;
 
 pub use fp::Soundness;
 pub use interval::{Interval, Region};
 pub use ops::activation::Slopes;
 pub use propagate::{lower_bounds, propagate, NetworkBounds};
+pub use robustness::{is_certified, robustness_margins, Ball};
 
+use nncert_model::Deadline;
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,10 +40,22 @@ impl Method {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct BoundConfig {
     pub method: Method,
     pub soundness: Soundness,
+    /// Checked between nodes; past it, propagation stops with `BoundsError::Timeout`.
+    pub deadline: Deadline,
+}
+
+impl BoundConfig {
+    pub fn new(method: Method, soundness: Soundness) -> Self {
+        BoundConfig {
+            method,
+            soundness,
+            deadline: Deadline::none(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -52,6 +67,8 @@ pub enum BoundsError {
         node: String,
         hint: &'static str,
     },
+    #[error("the deadline passed during bound propagation")]
+    Timeout,
     #[error("the input region has {got} dimensions, the model {expected}")]
     Dimension { got: usize, expected: usize },
 }

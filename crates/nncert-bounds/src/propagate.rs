@@ -151,6 +151,9 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         err: Vec::with_capacity(g.nodes.len()),
     };
     for id in 0..g.nodes.len() {
+        if cfg.deadline.expired() {
+            return Err(BoundsError::Timeout);
+        }
         if id == g.input {
             nb.nodes.push(region.bbox.clone());
             nb.err.push(Vec::new());

@@ -250,10 +250,7 @@ fn samples(set: &InputSet, r: &mut StdRng, count: usize) -> Vec<f32> {
 fn check(g: &Graph, method: Method, norm: Norm, seed: u64) {
     let mut r = StdRng::seed_from_u64(seed);
     let set = region_set(g, &mut r, norm);
-    let cfg = BoundConfig {
-        method,
-        soundness: Soundness::Float32,
-    };
+    let cfg = BoundConfig::new(method, Soundness::Float32);
     let region = Region::of(&set, cfg.soundness);
     let nb = propagate(g, &region, &cfg).unwrap();
     let out = g.output_len();
@@ -321,24 +318,9 @@ fn crown_is_at_least_as_tight_as_ibp_on_every_node() {
         let set = region_set(&g, &mut r, Norm::Linf);
         for soundness in [Soundness::Real, Soundness::Float32] {
             let region = Region::of(&set, soundness);
-            let ibp = propagate(
-                &g,
-                &region,
-                &BoundConfig {
-                    method: Method::Ibp,
-                    soundness,
-                },
-            )
-            .unwrap();
-            let crown = propagate(
-                &g,
-                &region,
-                &BoundConfig {
-                    method: Method::Crown,
-                    soundness,
-                },
-            )
-            .unwrap();
+            let ibp = propagate(&g, &region, &BoundConfig::new(Method::Ibp, soundness)).unwrap();
+            let crown =
+                propagate(&g, &region, &BoundConfig::new(Method::Crown, soundness)).unwrap();
             for (a, b) in crown.nodes.iter().zip(&ibp.nodes) {
                 assert!(
                     a.lo.iter().zip(&b.lo).all(|(x, y)| x >= y)
@@ -356,10 +338,7 @@ fn real_mode_bounds_hold_in_f64() {
         let g = crown_net(seed);
         let mut r = StdRng::seed_from_u64(seed + 7);
         let set = region_set(&g, &mut r, Norm::Linf);
-        let cfg = BoundConfig {
-            method: Method::Crown,
-            soundness: Soundness::Real,
-        };
+        let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
         let nb = propagate(&g, &Region::of(&set, cfg.soundness), &cfg).unwrap();
         let x: Vec<f64> = samples(&set, &mut r, 500)
             .iter()
@@ -410,10 +389,7 @@ fn crown_is_exact_when_every_relu_is_stable() {
         norm: Norm::Linf,
         domain: (0.0, 1.0),
     });
-    let cfg = BoundConfig {
-        method: Method::Crown,
-        soundness: Soundness::Real,
-    };
+    let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
     let region = Region::of(&set, cfg.soundness);
     let nb = propagate(&g, &region, &cfg).unwrap();
     let spec = vec![1.0, -1.0];
@@ -619,10 +595,7 @@ fn real_mode_is_broken_by_float32_and_sound_mode_is_not() {
         domain: (0.0, 1.0),
     });
     let bounds = |soundness| {
-        let cfg = BoundConfig {
-            method: Method::Crown,
-            soundness,
-        };
+        let cfg = BoundConfig::new(Method::Crown, soundness);
         propagate(&g, &Region::of(&set, soundness), &cfg)
             .unwrap()
             .nodes[g.output]

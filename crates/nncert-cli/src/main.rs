@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Summarise a model: ops, shapes, parameters, canonical form.
     Info(commands::info::InfoArgs),
+    /// Certify robustness of test images by bound propagation (sound for float32 by default).
+    Certify(commands::certify::CertifyArgs),
     /// Run inference with one or all engines.
     Run(commands::run::RunArgs),
     /// VNN-COMP tool contract: MODEL SPEC → sat/unsat/timeout/unknown/error in --out.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::demo::run(),
         Some(Command::Info(a)) => commands::info::run(a),
+        Some(Command::Certify(a)) => commands::certify::run(a),
         Some(Command::Run(a)) => commands::run::run(a),
         Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
     };

@@ -303,3 +303,94 @@ fn info_handles_every_shared_model() {
         );
     }
 }
+
+fn certify_json(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["certify", "--json"];
+    args.extend(extra);
+    let o = nncert(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("certify --json prints JSON")
+}
+
+#[test]
+fn certify_json_schema_and_consistency() {
+    let r = certify_json(&["--count", "12", "--start", "3"]);
+    let images = r["images"].as_array().unwrap();
+    assert_eq!(images.len(), 12);
+    for (k, im) in images.iter().enumerate() {
+        assert_eq!(im["index"].as_u64().unwrap() as usize, 3 + k);
+        let v = im["verdict"].as_str().unwrap();
+        assert!(["certified", "uncertified", "misclassified"].contains(&v));
+        assert_eq!(v == "misclassified", im["label"] != im["predicted"]);
+        assert!(im["ms"].as_f64().unwrap() >= 0.0 && im.get("radius").is_none());
+    }
+    let s = &r["summary"];
+    let certified = images
+        .iter()
+        .filter(|i| i["verdict"] == "certified")
+        .count();
+    assert_eq!(s["certified"].as_u64().unwrap() as usize, certified);
+    assert_eq!(s["count"], 12);
+    assert_eq!(s["sound"], true);
+    assert!(
+        certified >= 8,
+        "CROWN should certify most of these images at ε = 0.1"
+    );
+    for key in [
+        "model",
+        "method",
+        "norm",
+        "eps",
+        "clean_accuracy",
+        "certified_accuracy",
+        "ms_per_image",
+        "correct",
+    ] {
+        assert!(s.get(key).is_some(), "summary lacks {key}");
+    }
+}
+
+#[test]
+fn certify_ibp_never_beats_crown_and_radius_matches_verdict() {
+    let ibp = certify_json(&["--count", "6", "--method", "ibp", "--eps", "0.02"]);
+    let crown = certify_json(&[
+        "--count", "6", "--method", "crown", "--eps", "0.02", "--radius",
+    ]);
+    for (a, b) in ibp["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(crown["images"].as_array().unwrap())
+    {
+        assert!(!(a["verdict"] == "certified" && b["verdict"] != "certified"));
+        if let Some(r) = b["radius"].as_f64() {
+            // The radius search and the verdict at ε must agree (up to the bisection tolerance).
+            assert_eq!(b["verdict"] == "certified", r >= 0.02 - 1e-4, "{b}");
+        }
+    }
+    let l2 = certify_json(&["--count", "3", "--norm", "2", "--eps", "0.3", "--unsound"]);
+    assert_eq!(l2["summary"]["norm"], "2");
+    assert_eq!(l2["summary"]["sound"], false);
+}
+
+#[test]
+fn certify_user_errors() {
+    for (args, expect) in [
+        (vec!["certify", "--eps=-1"], "non-negative"),
+        (vec!["certify", "--start", "500"], "has 200 images"),
+        (vec!["certify", "--norm", "3"], "unknown norm"),
+        (
+            vec!["certify", "--method", "magic"],
+            "invalid value 'magic'",
+        ),
+        (vec!["certify", "--model", "/no/model.onnx"], "no such file"),
+    ] {
+        let o = nncert(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines().count() == 1 && err.contains(expect),
+            "{args:?}: {err}"
+        );
+    }
+}

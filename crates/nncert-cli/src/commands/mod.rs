@@ -1,3 +1,4 @@
+pub mod certify;
 pub mod demo;
 pub mod info;
 pub mod run;

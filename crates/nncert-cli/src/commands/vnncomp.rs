@@ -1,11 +1,14 @@
 //! `nncert vnncomp MODEL SPEC --timeout S --out FILE`: the VNN-COMP contract.
 //!
-//! Until the verifiers land this answers `sat` only when a probe (box centre,
-//! corners, random points) is a counterexample on the f64 reference and every
-//! float32 engine; otherwise `unknown`, or `timeout` once the deadline passes.
+//! Answers `sat` when a probe (box centre, corners, random points) is a
+//! counterexample on the f64 reference and every float32 engine, `unsat` when
+//! sound-mode CROWN bounds exclude the unsafe outputs, otherwise `unknown`
+//! (complete verification: issue 4), or `timeout` once the deadline passes.
 
+use super::certify::prepare;
 use crate::{existing, CliResult, UserError};
 use clap::Args;
+use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
 use nncert_exec::all_engines;
 use nncert_model::{Deadline, Graph};
 use nncert_spec::{read_vnnlib, write_atomically, InputBox, Property, VnnResult};
@@ -83,11 +86,38 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
             }
         }
     }
-    Ok(if deadline.expired() {
-        VnnResult::Timeout
-    } else {
-        VnnResult::Unknown
-    })
+    match proved_unsat(&g, &p, deadline) {
+        Ok(true) => Ok(VnnResult::Unsat),
+        Ok(false) => Ok(VnnResult::Unknown),
+        Err(nncert_bounds::BoundsError::Timeout) => Ok(VnnResult::Timeout),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether sound-mode CROWN shows every case's unsafe region unreachable:
+/// in each conjunction some constraint `c·y ≤ d` has a lower bound above d.
+fn proved_unsat(
+    g: &Graph,
+    p: &Property,
+    deadline: Deadline,
+) -> Result<bool, nncert_bounds::BoundsError> {
+    let cg = prepare(g, Soundness::Float32).map_err(|_| nncert_bounds::BoundsError::Timeout)?;
+    let cfg = BoundConfig {
+        deadline,
+        ..BoundConfig::new(Method::Crown, Soundness::Float32)
+    };
+    for case in &p.cases {
+        let region = Region::of(&case.input, cfg.soundness);
+        let nb = propagate(&cg, &region, &cfg)?;
+        for term in &case.unsafe_output.terms {
+            let spec: Vec<f64> = term.iter().flat_map(|c| c.coeffs.clone()).collect();
+            let lb = lower_bounds(&cg, &nb, &region, &cfg, &spec, term.len())?;
+            if !term.iter().zip(&lb).any(|(c, l)| *l > c.rhs) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The float32 value nearest to `v` inside `[lo, hi]`, if one exists.

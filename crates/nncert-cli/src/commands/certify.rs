@@ -1,0 +1,315 @@
+//! `nncert certify`: per-image robustness certificates by bound propagation.
+
+use crate::inputs::DataSource;
+use crate::{embedded, existing, CliResult, UserError};
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use nncert_bounds::radius::certified_radius;
+use nncert_bounds::{is_certified, Ball, BoundConfig, Method, Soundness};
+use nncert_data::Dataset;
+use nncert_model::passes::{canonicalize, PassOptions};
+use nncert_model::Graph;
+use nncert_spec::Norm;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MethodArg {
+    /// Interval bound propagation.
+    Ibp,
+    /// Fast-Lin: back-substitution, parallel ReLU slopes.
+    Fastlin,
+    /// CROWN / CNN-Cert-Ada: back-substitution, adaptive ReLU slopes.
+    Crown,
+}
+
+impl MethodArg {
+    fn method(self) -> Method {
+        match self {
+            MethodArg::Ibp => Method::Ibp,
+            MethodArg::Fastlin => Method::FastLin,
+            MethodArg::Crown => Method::Crown,
+        }
+    }
+}
+
+#[derive(Parser, Clone)]
+pub struct CertifyArgs {
+    /// ONNX or native model (default: the embedded MNIST model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Test images: mnist:DIR, cifar10:PATH or embedded.
+    #[arg(long, default_value = "embedded")]
+    pub data: DataSource,
+    /// Perturbation radius.
+    #[arg(long, default_value_t = 0.1)]
+    pub eps: f64,
+    /// Norm of the ball: inf, 2 or 1.
+    #[arg(long, default_value = "inf")]
+    pub norm: Norm,
+    #[arg(long, value_enum, default_value = "crown")]
+    pub method: MethodArg,
+    /// First image index.
+    #[arg(long, default_value_t = 0)]
+    pub start: usize,
+    /// Number of images (default: all from --start).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Also search the certified radius of each correctly classified image (bisection).
+    #[arg(long)]
+    pub radius: bool,
+    /// Real-arithmetic bounds (not sound for the float32 network; for comparison).
+    #[arg(long)]
+    pub unsound: bool,
+    /// The model reads images flattened in (h, w, c) order (the `_mlp` models).
+    #[arg(long)]
+    pub hwc: bool,
+    /// Write the JSON report to stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+pub struct ImageResult {
+    pub index: usize,
+    pub label: usize,
+    pub predicted: usize,
+    pub verdict: &'static str,
+    pub ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radius: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub model: String,
+    pub method: &'static str,
+    pub norm: &'static str,
+    pub eps: f64,
+    pub sound: bool,
+    pub count: usize,
+    pub correct: usize,
+    pub certified: usize,
+    pub clean_accuracy: f64,
+    pub certified_accuracy: f64,
+    pub ms_per_image: f64,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub images: Vec<ImageResult>,
+    pub summary: Summary,
+}
+
+fn norm_name(n: Norm) -> &'static str {
+    match n {
+        Norm::Linf => "inf",
+        Norm::L2 => "2",
+        Norm::L1 => "1",
+    }
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+/// (h, w, c) flattening of a channel-first image.
+fn to_hwc(x: &[f32], shape: [usize; 3]) -> Vec<f32> {
+    let [c, h, w] = shape;
+    (0..h * w * c).map(|k| x[(k % c) * h * w + k / c]).collect()
+}
+
+/// The graph bounds are computed on: sound mode keeps the float32 network
+/// as deployed (only exact rewrites), real mode canonicalises fully.
+pub fn prepare(g: &Graph, soundness: Soundness) -> CliResult<Graph> {
+    let opts = match soundness {
+        Soundness::Real => PassOptions::default(),
+        Soundness::Float32 => PassOptions {
+            fold_batchnorm: false,
+            fold_affine: false,
+            fuse_linear_chains: false,
+            ..PassOptions::default()
+        },
+    };
+    Ok(canonicalize(g, opts)?.0)
+}
+
+/// Certifies images `start..start+count` of `ds`; `on_image` sees each result.
+pub fn certify_images(
+    g: &Graph,
+    ds: &Dataset,
+    a: &CertifyArgs,
+    mut on_image: impl FnMut(&ImageResult),
+) -> CliResult<Report> {
+    let soundness = if a.unsound {
+        Soundness::Real
+    } else {
+        Soundness::Float32
+    };
+    if ds.image_len() != g.input_len() {
+        return Err(UserError(format!(
+            "the images have {} values but the model expects {} (shape {:?})",
+            ds.image_len(),
+            g.input_len(),
+            g.input_shape()
+        )));
+    }
+    if !(a.eps.is_finite() && a.eps >= 0.0) {
+        return Err(UserError(format!(
+            "--eps {}: expected a non-negative number",
+            a.eps
+        )));
+    }
+    if a.start >= ds.len() {
+        return Err(UserError(format!(
+            "--start {}: the data set has {} images",
+            a.start,
+            ds.len()
+        )));
+    }
+    let end = a.count.map_or(ds.len(), |c| (a.start + c).min(ds.len()));
+    let cg = prepare(g, soundness)?;
+    let cfg = BoundConfig::new(a.method.method(), soundness);
+    let ball = |eps| Ball {
+        eps,
+        norm: a.norm,
+        domain: (0.0, 1.0),
+    };
+    let diameter = match a.norm {
+        Norm::Linf => 1.0,
+        Norm::L2 => (g.input_len() as f64).sqrt(),
+        Norm::L1 => g.input_len() as f64,
+    };
+    let mut images = Vec::new();
+    let total = Instant::now();
+    for i in a.start..end {
+        let t = Instant::now();
+        let img = if a.hwc {
+            to_hwc(ds.image(i), ds.shape)
+        } else {
+            ds.image(i).to_vec()
+        };
+        let x0: Vec<f64> = img.iter().map(|&v| v as f64).collect();
+        let label = ds.labels[i] as usize;
+        let predicted = argmax(&nncert_model::reference_forward(g, &x0)?);
+        let (verdict, radius) = if predicted != label {
+            ("misclassified", None)
+        } else {
+            let ok = is_certified(&cg, &x0, label, ball(a.eps), &cfg)?;
+            let radius = if a.radius {
+                let mut err = None;
+                let r = certified_radius(
+                    |e| {
+                        is_certified(&cg, &x0, label, ball(e), &cfg).unwrap_or_else(|e| {
+                            err = Some(e);
+                            false
+                        })
+                    },
+                    diameter,
+                    1e-4 * diameter,
+                );
+                if let Some(e) = err {
+                    return Err(e.into());
+                }
+                Some(r)
+            } else {
+                None
+            };
+            (if ok { "certified" } else { "uncertified" }, radius)
+        };
+        let r = ImageResult {
+            index: i,
+            label,
+            predicted,
+            verdict,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+            radius,
+        };
+        on_image(&r);
+        images.push(r);
+    }
+    let count = images.len();
+    let correct = images
+        .iter()
+        .filter(|r| r.verdict != "misclassified")
+        .count();
+    let certified = images.iter().filter(|r| r.verdict == "certified").count();
+    let summary = Summary {
+        model: a
+            .model
+            .as_ref()
+            .map_or(embedded::MODEL_NAME.to_string(), |p| {
+                p.display().to_string()
+            }),
+        method: a.method.method().name(),
+        norm: norm_name(a.norm),
+        eps: a.eps,
+        sound: soundness == Soundness::Float32,
+        count,
+        correct,
+        certified,
+        clean_accuracy: 100.0 * correct as f64 / count as f64,
+        certified_accuracy: 100.0 * certified as f64 / count as f64,
+        ms_per_image: total.elapsed().as_secs_f64() * 1e3 / count as f64,
+    };
+    Ok(Report { images, summary })
+}
+
+pub fn print_summary(s: &Summary) {
+    println!(
+        "{} images, {} ε = {} ({}, {}): clean accuracy {:.2}%, certified accuracy {:.2}% ({} of {}), {:.2} ms/image",
+        s.count,
+        if s.norm == "inf" { "L∞".to_string() } else { format!("L{}", s.norm) },
+        s.eps,
+        s.method,
+        if s.sound { "sound for float32" } else { "real arithmetic, NOT float32-sound" },
+        s.clean_accuracy,
+        s.certified_accuracy,
+        s.certified,
+        s.count,
+        s.ms_per_image
+    );
+}
+
+pub fn run(a: CertifyArgs) -> CliResult {
+    let g = match &a.model {
+        Some(p) => nncert_model::load_model(existing(p)?)?,
+        None => embedded::model(),
+    };
+    let ds = a.data.load()?;
+    let n = a
+        .count
+        .unwrap_or(ds.len())
+        .min(ds.len().saturating_sub(a.start));
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(n as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images, {elapsed} elapsed, eta {eta}")
+            .expect("valid template"),
+    );
+    let report = certify_images(&g, &ds, &a, |r| {
+        if !a.json {
+            let radius = r
+                .radius
+                .map_or(String::new(), |v| format!("  radius {v:.5}"));
+            bar.println(format!(
+                "image {:>5}  label {}  predicted {}  {:<13} {:>9.2} ms{radius}",
+                r.index, r.label, r.predicted, r.verdict, r.ms
+            ));
+        }
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report.summary);
+    }
+    Ok(())
+}
