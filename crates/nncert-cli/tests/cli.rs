@@ -141,12 +141,30 @@ fn vnncomp_sat_writes_a_witness_that_violates_the_spec() {
     assert!(x0 >= 0.25);
 }
 
+/// y = relu(x) − x + 0.1 ≥ 0.1 on x ∈ [−1.5, 1], but CROWN and IBP only
+/// bound it below by −0.9: probes and bounds both leave `y ≤ 0.05` undecided.
+fn write_undecidable_model(path: &Path) {
+    let mut g = Graph::with_input("x", vec![1, 1]);
+    let r = g.push("relu", Op::Relu, vec![0]).unwrap();
+    let d = g
+        .push("sub", Op::Binary(nncert_model::BinaryKind::Sub), vec![r, 0])
+        .unwrap();
+    g.push(
+        "shift",
+        Op::Affine {
+            scale: None,
+            shift: Some(Tensor::new(vec![1, 1], vec![0.1])),
+        },
+        vec![d],
+    )
+    .unwrap();
+    std::fs::write(path, export_onnx_bytes(&g).unwrap()).unwrap();
+}
+
 #[test]
-fn vnncomp_unknown_and_timeout() {
-    let (m, s, out) = (tmp("lin_unk.onnx"), tmp("unk.vnnlib"), tmp("unk.txt"));
-    write_linear_model(&m, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0]);
-    std::fs::write(&s, spec("(>= Y_0 5)")).unwrap();
-    let run = |t: &str| {
+fn vnncomp_unsat_unknown_and_timeout() {
+    let out = tmp("vnn.txt");
+    let run = |m: &Path, s: &Path, t: &str| {
         let o = nncert(&[
             "vnncomp",
             m.to_str().unwrap(),
@@ -156,11 +174,18 @@ fn vnncomp_unknown_and_timeout() {
             "--out",
             out.to_str().unwrap(),
         ]);
-        assert!(o.status.success());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read_to_string(&out).unwrap()
     };
-    assert_eq!(run("20"), "unknown\n");
-    assert_eq!(run("0"), "timeout\n");
+    let (lin, far) = (tmp("lin_unsat.onnx"), tmp("far.vnnlib"));
+    write_linear_model(&lin, [1.0, 0.0, 0.0, 1.0], [0.0, 0.0]);
+    std::fs::write(&far, spec("(>= Y_0 5)")).unwrap();
+    assert_eq!(run(&lin, &far, "20"), "unsat\n");
+    assert_eq!(run(&lin, &far, "0"), "timeout\n");
+    let (m, s) = (tmp("undecidable.onnx"), tmp("undecidable.vnnlib"));
+    write_undecidable_model(&m);
+    std::fs::write(&s, "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 -1.5))\n(assert (<= X_0 1))\n(assert (<= Y_0 0.05))\n").unwrap();
+    assert_eq!(run(&m, &s, "20"), "unknown\n");
 }
 
 /// A model whose only node is an op nncert does not support.
