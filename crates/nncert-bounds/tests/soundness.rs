@@ -7,7 +7,7 @@
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
 use nncert_exec::{all_engines, Engine};
 use nncert_model::forward::run_all;
-use nncert_model::testing::{random_residual_net, random_tensor};
+use nncert_model::testing::{flatten_then_linear, random_residual_net, random_tensor};
 use nncert_model::{reference_forward, Graph, Op, Tensor, Window2d};
 use nncert_spec::{InputSet, Norm, NormBall};
 use rand::rngs::StdRng;
@@ -90,20 +90,7 @@ fn crown_net(seed: u64) -> Graph {
             vec![id],
         )
         .unwrap();
-    let n = g.nodes[id].shape.iter().product();
-    id = g
-        .push_reshaped("flatten", Op::Reshape, vec![id], Some(&[1, n]))
-        .unwrap();
-    id = g
-        .push(
-            "fc1",
-            Op::Linear {
-                weight: random_tensor(&mut r, &[12, n], 0.4),
-                bias: Some(random_tensor(&mut r, &[12], 0.3)),
-            },
-            vec![id],
-        )
-        .unwrap();
+    id = flatten_then_linear(&mut g, &mut r, id, 12, 0.4);
     id = g.push("relu2", Op::Relu, vec![id]).unwrap();
     g.push(
         "fc2",
@@ -155,20 +142,7 @@ fn ibp_net(seed: u64) -> Graph {
         )
         .unwrap();
     id = g.push("tanh", Op::Tanh, vec![id]).unwrap();
-    let n = g.nodes[id].shape.iter().product();
-    id = g
-        .push_reshaped("flatten", Op::Reshape, vec![id], Some(&[1, n]))
-        .unwrap();
-    id = g
-        .push(
-            "fc",
-            Op::Linear {
-                weight: random_tensor(&mut r, &[3, n], 1.0),
-                bias: Some(random_tensor(&mut r, &[3], 0.5)),
-            },
-            vec![id],
-        )
-        .unwrap();
+    id = flatten_then_linear(&mut g, &mut r, id, 3, 1.0);
     g.push("atan", Op::Atan, vec![id]).unwrap();
     g
 }

@@ -90,18 +90,23 @@ fn embedded_model_matches_onnxruntime_fixture() {
     assert_eq!(report.len(), 4);
 }
 
-/// One model per op family, built with onnx.helper (scripts/make_op_fixtures.py):
-/// checks the importer's reading of each op against ONNX Runtime's.
-#[test]
-fn every_supported_op_matches_onnxruntime() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+fn json_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
+    files
+}
+
+/// One model per op family, built with onnx.helper (scripts/make_op_fixtures.py):
+/// checks the importer's reading of each op against ONNX Runtime's.
+#[test]
+fn every_supported_op_matches_onnxruntime() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops");
+    let files = json_files_in(Path::new(&dir));
     assert!(
         files.len() >= 12,
         "op fixtures missing in {}",
@@ -118,13 +123,7 @@ fn shared_models_match_onnxruntime() {
         eprintln!("SKIP: NNCERT_ORT_REFERENCE not set (.ci/run generates it with scripts/ort_reference.py)");
         return;
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = json_files_in(Path::new(&dir));
     assert!(!files.is_empty(), "no reference files in {dir:?}");
     let mut worst: std::collections::BTreeMap<String, f64> = Default::default();
     for f in &files {

@@ -79,15 +79,7 @@ pub fn random_conv_net(seed: u64) -> Graph {
         )
         .unwrap();
     id = g.push("sigmoid", Op::Sigmoid, vec![id]).unwrap();
-    let n = g.nodes[id].shape.iter().product();
-    id = g
-        .push_reshaped("flatten", Op::Reshape, vec![id], Some(&[1, n]))
-        .unwrap();
-    let lin = Op::Linear {
-        weight: random_tensor(&mut r, &[6, n], 0.5),
-        bias: Some(random_tensor(&mut r, &[6], 0.2)),
-    };
-    id = g.push("fc", lin, vec![id]).unwrap();
+    id = flatten_then_linear(&mut g, &mut r, id, 6, 0.5);
     id = g.push("tanh", Op::Tanh, vec![id]).unwrap();
     g.push("atan", Op::Atan, vec![id]).unwrap();
     g
@@ -134,6 +126,25 @@ pub fn random_residual_net(seed: u64) -> Graph {
     };
     g.push("fc", lin, vec![f]).unwrap();
     g
+}
+
+/// Flattens node `id` to `[1, n]` and applies a random Linear with `out` outputs.
+pub fn flatten_then_linear(
+    g: &mut Graph,
+    r: &mut impl Rng,
+    id: usize,
+    out: usize,
+    scale: f32,
+) -> usize {
+    let n = g.nodes[id].shape.iter().product();
+    let flat = g
+        .push_reshaped("flatten", Op::Reshape, vec![id], Some(&[1, n]))
+        .unwrap();
+    let lin = Op::Linear {
+        weight: random_tensor(r, &[out, n], scale),
+        bias: Some(random_tensor(r, &[out], 0.3)),
+    };
+    g.push("fc", lin, vec![flat]).unwrap()
 }
 
 /// A random batch of `n` inputs in [0, 1) for `graph`.
