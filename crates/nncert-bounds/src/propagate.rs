@@ -83,12 +83,7 @@ fn interval_of(
             activation::error_radius(x(0), *alpha as f64),
         ),
         op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => {
-            let f = match op {
-                Op::Sigmoid => Monotone::Sigmoid,
-                Op::Tanh => Monotone::Tanh,
-                _ => Monotone::Atan,
-            };
-            let y = activation::monotone_interval(x(0), f);
+            let y = activation::monotone_interval(x(0), monotone(op));
             let e = activation::monotone_error_radius(&y);
             (y, e)
         }
@@ -131,11 +126,35 @@ fn interval_of(
     })
 }
 
-/// Whether node `id` feeds a ReLU-like op (its bounds decide a relaxation).
-fn is_preactivation(g: &Graph, id: NodeId) -> bool {
-    g.nodes
-        .iter()
-        .any(|n| n.inputs.contains(&id) && matches!(n.op, Op::Relu | Op::LeakyRelu { .. }))
+fn monotone(op: &Op) -> Monotone {
+    match op {
+        Op::Sigmoid => Monotone::Sigmoid,
+        Op::Tanh => Monotone::Tanh,
+        _ => Monotone::Atan,
+    }
+}
+
+/// Which elements of node `id` deserve back-substitution bounds: those its
+/// consumers relax. ReLUs only need the neurons IBP leaves unstable (the
+/// others relax exactly); S-shaped activations and max pooling gain from
+/// tighter bounds everywhere. None when no consumer relaxes.
+fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval) -> Option<Vec<usize>> {
+    let consumers = || g.nodes.iter().filter(|n| n.inputs.contains(&id));
+    if consumers().any(|n| {
+        matches!(
+            n.op,
+            Op::Sigmoid | Op::Tanh | Op::Atan | Op::MaxPool2d { .. }
+        )
+    }) {
+        return Some((0..iv.len()).collect());
+    }
+    consumers()
+        .any(|n| matches!(n.op, Op::Relu | Op::LeakyRelu { .. }))
+        .then(|| {
+            (0..iv.len())
+                .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
+                .collect()
+        })
 }
 
 /// Bounds of every node over `region`.
@@ -170,29 +189,28 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         }
         nb.nodes.push(iv);
         nb.err.push(err);
-        if cfg.method != Method::Ibp && is_preactivation(g, id) {
-            refine(g, id, &mut nb, region, cfg)?;
+        if cfg.method != Method::Ibp {
+            if let Some(rows) = rows_to_refine(g, id, &nb.nodes[id]) {
+                refine(g, id, &rows, &mut nb, region, cfg)?;
+            }
         }
     }
     Ok(nb)
 }
 
-/// Tightens the bounds of node `id` by back-substitution, for the elements
-/// whose interval straddles zero (the others need no tighter bound).
+/// Tightens the bounds of elements `rows` of node `id` by back-substitution.
 fn refine(
     g: &Graph,
     id: NodeId,
+    unstable: &[usize],
     nb: &mut NetworkBounds,
     region: &Region,
     cfg: &BoundConfig,
 ) -> Result<()> {
-    let iv = &nb.nodes[id];
-    let unstable: Vec<usize> = (0..iv.len())
-        .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
-        .collect();
     if unstable.is_empty() {
         return Ok(());
     }
+    let iv = &nb.nodes[id];
     let n = iv.len();
     let s = unstable.len();
     let mut spec = vec![0.0; 2 * s * n];
@@ -377,8 +395,15 @@ fn backsubstitute(
                     pass(&mut acc, k, p);
                 }
             }
-            Op::Sigmoid | Op::Tanh | Op::Atan | Op::MaxPool2d { .. } => {
-                return Err(unsupported(cfg, g, id, "; use --method ibp"))
+            op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => {
+                let (a_in, c) = activation::s_shaped_backward(&a, s, x(0), monotone(op));
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
+            }
+            Op::MaxPool2d { window } => {
+                let (a_in, c) = pool::max_backward(&a, s, x(0), in_shape(0), window);
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
             }
             Op::Binary(_) | Op::BatchNorm { .. } => {
                 return Err(unsupported(cfg, g, id, "; canonicalise the model first"))

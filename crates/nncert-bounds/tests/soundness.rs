@@ -104,7 +104,7 @@ fn crown_net(seed: u64) -> Graph {
     g
 }
 
-/// Adds max pooling, sigmoid, tanh and atan, which only IBP supports so far.
+/// Adds max pooling, sigmoid, tanh and atan.
 fn ibp_net(seed: u64) -> Graph {
     let mut r = StdRng::seed_from_u64(seed);
     let mut g = Graph::with_input("x", vec![1, 1, 7, 7]);
@@ -279,6 +279,7 @@ fn ibp_bounds_hold_for_every_float32_engine() {
     for seed in 0..6 {
         for norm in [Norm::Linf, Norm::L2] {
             check(&ibp_net(seed), Method::Ibp, norm, seed + 100);
+            check(&ibp_net(seed), Method::Crown, norm, seed + 300);
             check(&crown_net(seed), Method::Ibp, norm, seed + 200);
         }
     }
@@ -424,9 +425,9 @@ fn one_op_graphs(seed: u64) -> Vec<(&'static str, Graph, bool)> {
         "affine",
         true,
     ));
-    out.push(flat(&mut r, |_| Op::Sigmoid, "sigmoid", false));
-    out.push(flat(&mut r, |_| Op::Tanh, "tanh", false));
-    out.push(flat(&mut r, |_| Op::Atan, "atan", false));
+    out.push(flat(&mut r, |_| Op::Sigmoid, "sigmoid", true));
+    out.push(flat(&mut r, |_| Op::Tanh, "tanh", true));
+    out.push(flat(&mut r, |_| Op::Atan, "atan", true));
     out.push(flat(
         &mut r,
         |_| Op::Transpose { perm: vec![1, 0] },
@@ -474,7 +475,7 @@ fn one_op_graphs(seed: u64) -> Vec<(&'static str, Graph, bool)> {
         &mut r,
         "maxpool",
         Op::MaxPool2d { window: w2 },
-        false,
+        true,
     ));
     // Two-input ops: the value and its ReLU.
     for (name, op) in [

@@ -1,5 +1,5 @@
 //! ReLU and leaky ReLU (exact in float32; CROWN relaxations), and the
-//! monotone sigmoid, tanh, arctan (interval bounds only, for now).
+//! S-shaped sigmoid, tanh, arctan (CNN-Cert-Ada tangent/secant relaxations).
 
 use crate::fp::{MIN_SUBNORMAL32, U32, U64};
 use crate::interval::Interval;
@@ -108,6 +108,104 @@ impl Monotone {
             Monotone::Atan => v.atan(),
         }
     }
+
+    fn derivative(self, v: f64) -> f64 {
+        match self {
+            Monotone::Sigmoid => {
+                let s = self.eval(v);
+                s * (1.0 - s)
+            }
+            Monotone::Tanh => 1.0 - v.tanh().powi(2),
+            Monotone::Atan => 1.0 / (1.0 + v * v),
+        }
+    }
+
+    /// The tangent at `d` as (slope, intercept).
+    fn tangent(self, d: f64) -> (f64, f64) {
+        let k = self.derivative(d);
+        (k, self.eval(d) - k * d)
+    }
+
+    /// The chord from l to u as (slope, intercept).
+    fn chord(self, l: f64, u: f64) -> (f64, f64) {
+        let k = (self.eval(u) - self.eval(l)) / (u - l);
+        (k, self.eval(l) - k * l)
+    }
+
+    /// A tangent at d between `from` and `to` that passes on the safe side of
+    /// (p, f(p)): bisection on h(d) = f(d) + f'(d)(p − d) − f(p), keeping the
+    /// end where `safe(h)` holds.
+    fn tangent_through(self, p: f64, from: f64, to: f64, safe: impl Fn(f64) -> bool) -> (f64, f64) {
+        let h = |d: f64| self.eval(d) + self.derivative(d) * (p - d) - self.eval(p);
+        let (mut bad, mut good) = (from, to);
+        for _ in 0..60 {
+            let mid = 0.5 * (bad + good);
+            if safe(h(mid)) {
+                good = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        self.tangent(good)
+    }
+}
+
+/// Linear lower and upper bounds `(sl, bl, su, bu)`: sl·x + bl ≤ f(x) ≤ su·x + bu on [l, u].
+///
+/// f is convex on (−∞, 0] and concave on [0, ∞) (sigmoid, tanh, arctan).
+/// Convex part: chord above, tangent at the midpoint below; concave part the
+/// reverse. Across 0 (CROWN): the upper line is the tangent at some d ∈ [0, u]
+/// through (l, f(l)) — above f on [0, u] by concavity, and on [l, 0] above the
+/// chord of the convex part since it passes through (l, f(l)) and above (0, f(0)).
+/// If no such d ≤ u exists (h(u) < 0), the chord is above f: with g = chord − f,
+/// g(u) = 0 and g'(u) < 0, g convex on [0, u] so g > 0 there, and g concave on
+/// [l, 0] with g(l) = 0, g(0) > 0, so g ≥ 0. The lower line mirrors this.
+pub fn s_shaped_relaxation(l: f64, u: f64, f: Monotone) -> (f64, f64, f64, f64) {
+    let (sl, bl, su, bu) = if u - l < 1e-9 * (1.0 + l.abs().max(u.abs())) {
+        (0.0, f.eval(l), 0.0, f.eval(u))
+    } else if u <= 0.0 {
+        let (a, b) = f.tangent(0.5 * (l + u));
+        let (c, d) = f.chord(l, u);
+        (a, b, c, d)
+    } else if l >= 0.0 {
+        let (a, b) = f.chord(l, u);
+        let (c, d) = f.tangent(0.5 * (l + u));
+        (a, b, c, d)
+    } else {
+        let upper = if f.eval(u) + f.derivative(u) * (l - u) - f.eval(l) >= 0.0 {
+            f.tangent_through(l, 0.0, u, |h| h >= 0.0)
+        } else {
+            f.chord(l, u)
+        };
+        let lower = if f.eval(l) + f.derivative(l) * (u - l) - f.eval(u) <= 0.0 {
+            f.tangent_through(u, 0.0, l, |h| h <= 0.0)
+        } else {
+            f.chord(l, u)
+        };
+        (lower.0, lower.1, upper.0, upper.1)
+    };
+    // Margin for the f64 evaluation of f, f′ and the intercepts.
+    let m = 1e-12 * (1.0 + sl.abs().max(su.abs()) * l.abs().max(u.abs()) + bl.abs().max(bu.abs()));
+    (sl, bl - m, su, bu + m)
+}
+
+/// Backward through an S-shaped activation with general lines.
+pub fn s_shaped_backward(a: &[f64], s: usize, x: &Interval, f: Monotone) -> (Vec<f64>, Vec<f64>) {
+    let n = x.len();
+    let lines: Vec<(f64, f64, f64, f64)> = (0..n)
+        .map(|j| s_shaped_relaxation(x.lo[j], x.hi[j], f))
+        .collect();
+    let mut a_in = vec![0.0; s * n];
+    let mut cst = vec![0.0; s];
+    for si in 0..s {
+        for (j, &(sl, bl, su, bu)) in lines.iter().enumerate() {
+            let v = a[si * n + j];
+            let (slope, intercept) = if v >= 0.0 { (sl, bl) } else { (su, bu) };
+            a_in[si * n + j] = v * slope;
+            cst[si] += v * intercept;
+        }
+    }
+    (a_in, cst)
 }
 
 pub fn monotone_interval(x: &Interval, f: Monotone) -> Interval {
@@ -124,4 +222,54 @@ pub fn monotone_error_radius(y: &Interval) -> Vec<f64> {
         .iter()
         .map(|m| m / (1u64 << 20) as f64 + 2f64.powi(-140))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines enclose f on dense samples of [l, u], in every regime:
+    /// convex, concave, straddling (tangent and chord cases), tiny and huge ranges.
+    #[test]
+    fn s_shaped_lines_enclose_the_function() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for f in [Monotone::Sigmoid, Monotone::Tanh, Monotone::Atan] {
+            for k in 0..3000 {
+                let scale = [0.01, 1.0, 8.0, 200.0][k % 4];
+                let (a, b) = ((next() * 2.0 - 1.0) * scale, (next() * 2.0 - 1.0) * scale);
+                let (l, u) = (a.min(b), a.max(b));
+                let (sl, bl, su, bu) = s_shaped_relaxation(l, u, f);
+                for i in 0..=200 {
+                    let x = l + (u - l) * i as f64 / 200.0;
+                    let y = f.eval(x);
+                    assert!(
+                        sl * x + bl <= y && y <= su * x + bu,
+                        "{f:?} on [{l}, {u}] at {x}: {} ≤ {y} ≤ {}",
+                        sl * x + bl,
+                        su * x + bu
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn relu_lines_enclose_relu() {
+        for (l, u) in [(-1.0, 2.0), (-3.0, 0.5), (0.5, 1.0), (-2.0, -1.0)] {
+            for slopes in [Slopes::Parallel, Slopes::Adaptive] {
+                let (sl, su, bu) = relaxation(l, u, 0.1, slopes);
+                for i in 0..=100 {
+                    let x = l + (u - l) * i as f64 / 100.0;
+                    let y = leaky(x, 0.1);
+                    assert!(sl * x <= y + 1e-15 && y <= su * x + bu + 1e-15);
+                }
+            }
+        }
+    }
 }
