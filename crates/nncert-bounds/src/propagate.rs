@@ -115,7 +115,21 @@ fn interval_of(
                 hi: pick(|v| &v.hi),
             })
         }
-        Op::Binary(_) | Op::BatchNorm { .. } => {
+        Op::BatchNorm {
+            gamma,
+            beta,
+            mean,
+            var,
+            epsilon,
+        } => {
+            let p = [gamma, beta, mean, var];
+            let (scale, shift) = elementwise::batchnorm_affine(p, *epsilon, &node.shape);
+            (
+                elementwise::affine64_interval(x(0), &scale, &shift),
+                elementwise::batchnorm_error_radius(x(0), p, *epsilon, &node.shape),
+            )
+        }
+        Op::Binary(_) => {
             return Err(unsupported(
                 cfg,
                 g,
@@ -405,9 +419,20 @@ fn backsubstitute(
                 add_const(&mut cst, &mut cabs, &c);
                 pass(&mut acc, 0, a_in);
             }
-            Op::Binary(_) | Op::BatchNorm { .. } => {
-                return Err(unsupported(cfg, g, id, "; canonicalise the model first"))
+            Op::BatchNorm {
+                gamma,
+                beta,
+                mean,
+                var,
+                epsilon,
+            } => {
+                let (scale, shift) =
+                    elementwise::batchnorm_affine([gamma, beta, mean, var], *epsilon, &node.shape);
+                let (a_in, c) = elementwise::affine64_backward(&a, s, &scale, &shift);
+                add_const(&mut cst, &mut cabs, &c);
+                pass(&mut acc, 0, a_in);
             }
+            Op::Binary(_) => return Err(unsupported(cfg, g, id, "; canonicalise the model first")),
         }
     }
     Ok((0..s)

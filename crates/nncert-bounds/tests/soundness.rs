@@ -7,7 +7,9 @@
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
 use nncert_exec::{all_engines, Engine};
 use nncert_model::forward::run_all;
-use nncert_model::testing::{flatten_then_linear, random_residual_net, random_tensor};
+use nncert_model::testing::{
+    flatten_then_linear, random_conv_net, random_residual_net, random_tensor,
+};
 use nncert_model::{reference_forward, Graph, Op, Tensor, Window2d};
 use nncert_spec::{InputSet, Norm, NormBall};
 use rand::rngs::StdRng;
@@ -280,6 +282,9 @@ fn ibp_bounds_hold_for_every_float32_engine() {
         for norm in [Norm::Linf, Norm::L2] {
             check(&ibp_net(seed), Method::Ibp, norm, seed + 100);
             check(&ibp_net(seed), Method::Crown, norm, seed + 300);
+            // Grouped dilated convs, batch norm, every activation, both poolings, pad.
+            check(&random_conv_net(seed), Method::Ibp, norm, seed + 400);
+            check(&random_conv_net(seed), Method::Crown, norm, seed + 500);
             check(&crown_net(seed), Method::Ibp, norm, seed + 200);
         }
     }
@@ -477,6 +482,14 @@ fn one_op_graphs(seed: u64) -> Vec<(&'static str, Graph, bool)> {
         Op::MaxPool2d { window: w2 },
         true,
     ));
+    let bn = Op::BatchNorm {
+        gamma: random_tensor(&mut r, &[1], 2.0),
+        beta: random_tensor(&mut r, &[1], 1.0),
+        mean: random_tensor(&mut r, &[1], 1.0),
+        var: Tensor::new(vec![1], vec![r.gen_range(0.1..2.0)]),
+        epsilon: 1e-5,
+    };
+    out.push(spatial(&mut r, "batchnorm", bn, true));
     // Two-input ops: the value and its ReLU.
     for (name, op) in [
         ("add", Op::Binary(nncert_model::BinaryKind::Add)),
