@@ -153,6 +153,14 @@ fn monotone(op: &Op) -> Monotone {
 /// others relax exactly); S-shaped activations and max pooling gain from
 /// tighter bounds everywhere. None when no consumer relaxes.
 fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval) -> Option<Vec<usize>> {
+    // The output of an exact monotone op is already the image of its (refined) input.
+    let monotone_output = matches!(
+        g.nodes[id].op,
+        Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh | Op::Atan | Op::MaxPool2d { .. }
+    );
+    if monotone_output {
+        return None;
+    }
     let consumers = || g.nodes.iter().filter(|n| n.inputs.contains(&id));
     if consumers().any(|n| {
         matches!(
@@ -216,27 +224,35 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
 fn refine(
     g: &Graph,
     id: NodeId,
-    unstable: &[usize],
+    rows: &[usize],
     nb: &mut NetworkBounds,
     region: &Region,
     cfg: &BoundConfig,
 ) -> Result<()> {
-    if unstable.is_empty() {
-        return Ok(());
-    }
-    let iv = &nb.nodes[id];
-    let n = iv.len();
-    let s = unstable.len();
-    let mut spec = vec![0.0; 2 * s * n];
-    for (r, &j) in unstable.iter().enumerate() {
-        spec[r * n + j] = 1.0;
-        spec[(s + r) * n + j] = -1.0;
-    }
-    let lb = backsubstitute(g, id, nb, region, cfg, &spec, 2 * s)?;
-    let iv = &mut nb.nodes[id];
-    for (r, &j) in unstable.iter().enumerate() {
-        iv.lo[j] = iv.lo[j].max(lb[r]);
-        iv.hi[j] = iv.hi[j].min(-lb[s + r]);
+    let n = nb.nodes[id].len();
+    // Coefficient blocks stay below 2²³ values per node (64 MiB) whatever the layer sizes.
+    let widest = g.nodes[..=id]
+        .iter()
+        .map(|m| m.shape.iter().product::<usize>())
+        .max()
+        .unwrap_or(1);
+    let chunk = ((1usize << 22) / widest).max(1);
+    for block in rows.chunks(chunk) {
+        if cfg.deadline.expired() {
+            return Err(BoundsError::Timeout);
+        }
+        let s = block.len();
+        let mut spec = vec![0.0; 2 * s * n];
+        for (r, &j) in block.iter().enumerate() {
+            spec[r * n + j] = 1.0;
+            spec[(s + r) * n + j] = -1.0;
+        }
+        let lb = backsubstitute(g, id, nb, region, cfg, &spec, 2 * s)?;
+        let iv = &mut nb.nodes[id];
+        for (r, &j) in block.iter().enumerate() {
+            iv.lo[j] = iv.lo[j].max(lb[r]);
+            iv.hi[j] = iv.hi[j].min(-lb[s + r]);
+        }
     }
     Ok(())
 }
@@ -299,6 +315,9 @@ fn backsubstitute(
     };
     for id in (0..=q).rev() {
         let Some(a) = acc[id].take() else { continue };
+        if cfg.deadline.expired() {
+            return Err(BoundsError::Timeout);
+        }
         let node = &g.nodes[id];
         if sound && !nb.err[id].is_empty() {
             let pen: Vec<f64> = (0..s)
