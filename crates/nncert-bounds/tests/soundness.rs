@@ -601,3 +601,83 @@ fn real_mode_is_broken_by_float32_and_sound_mode_is_not() {
         "expected float32 rounding to leave the real-arithmetic bounds"
     );
 }
+
+/// One hidden ReLU layer on a 2-D box: CROWN's bound lies below the exact
+/// minimum (dense grid, Lipschitz error accounted) and within the relaxation's
+/// known gap: the sum over unstable neurons of |c_j| times the largest
+/// distance between ReLU and the line used for that neuron.
+#[test]
+fn crown_gap_to_the_exact_minimum_is_within_the_relaxation_gap() {
+    for seed in 0..10 {
+        let mut r = StdRng::seed_from_u64(seed);
+        let mut g = Graph::with_input("x", vec![1, 2]);
+        let w1 = random_tensor(&mut r, &[6, 2], 2.0);
+        let b1 = random_tensor(&mut r, &[6], 1.0);
+        let h = g
+            .push(
+                "fc1",
+                Op::Linear {
+                    weight: w1.clone(),
+                    bias: Some(b1.clone()),
+                },
+                vec![0],
+            )
+            .unwrap();
+        let a = g.push("relu", Op::Relu, vec![h]).unwrap();
+        let w2 = random_tensor(&mut r, &[1, 6], 1.0);
+        g.push(
+            "fc2",
+            Op::Linear {
+                weight: w2.clone(),
+                bias: None,
+            },
+            vec![a],
+        )
+        .unwrap();
+        let set = InputSet::Ball(NormBall {
+            center: vec![0.5, 0.5],
+            eps: 0.5,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        });
+        let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
+        let region = Region::of(&set, cfg.soundness);
+        let nb = propagate(&g, &region, &cfg).unwrap();
+        let lb = lower_bounds(&g, &nb, &region, &cfg, &[1.0], 1).unwrap()[0];
+        let steps = 400;
+        let grid: Vec<f64> = (0..=steps)
+            .flat_map(|i| {
+                (0..=steps).flat_map(move |j| [i as f64 / steps as f64, j as f64 / steps as f64])
+            })
+            .collect();
+        let y = reference_forward(&g, &grid).unwrap();
+        let grid_min = y.iter().cloned().fold(f64::INFINITY, f64::min);
+        // |∂y/∂x| ≤ Σ_j |w2_j|·|w1_j|₁; the grid's nearest point is within h/2 per axis.
+        let lipschitz: f64 = (0..6)
+            .map(|j| {
+                (w2.data[j] as f64).abs()
+                    * ((w1.data[2 * j] as f64).abs() + (w1.data[2 * j + 1] as f64).abs())
+            })
+            .sum();
+        let exact_low = grid_min - lipschitz * 0.5 / steps as f64;
+        let pre = &nb.nodes[h];
+        let gap: f64 = (0..6)
+            .filter(|&j| pre.lo[j] < 0.0 && pre.hi[j] > 0.0)
+            .map(|j| {
+                let (l, u, c) = (pre.lo[j], pre.hi[j], w2.data[j] as f64);
+                // Negative coefficients use the chord (gap ≤ triangle height −ul/(u−l)),
+                // positive ones the adaptive lower line α·z (gap ≤ min(u, −l)).
+                c.abs() * if c < 0.0 { -u * l / (u - l) } else { u.min(-l) }
+            })
+            .sum();
+        assert!(
+            lb <= grid_min + 1e-12,
+            "seed {seed}: CROWN {lb} above the grid minimum {grid_min}"
+        );
+        assert!(
+            exact_low - lb <= gap + 1e-12,
+            "seed {seed}: gap {} exceeds the relaxation gap {gap}",
+            exact_low - lb
+        );
+    }
+}
