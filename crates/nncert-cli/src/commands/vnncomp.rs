@@ -9,7 +9,7 @@ use super::certify::prepare;
 use crate::{existing, CliResult, UserError};
 use clap::Args;
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
-use nncert_exec::all_engines;
+use nncert_exec::{all_engines, Engine};
 use nncert_model::{Deadline, Graph};
 use nncert_spec::{read_vnnlib, write_atomically, InputBox, Property, VnnResult};
 use rand::{Rng, SeedableRng};
@@ -74,6 +74,8 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
         return Ok(VnnResult::Timeout);
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
+    // Built once: the Toeplitz engine's dense conv matrices are costly.
+    let engines = all_engines(&g)?;
     for case in &p.cases {
         let b = case.input.bounding_box();
         let probes = probe_points(&b, &mut rng);
@@ -81,7 +83,7 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
             if deadline.expired() {
                 return Ok(VnnResult::Timeout);
             }
-            if let Some(r) = counterexample(&g, &p, chunk)? {
+            if let Some(r) = counterexample(&g, &engines, &p, chunk)? {
                 return Ok(r);
             }
         }
@@ -166,11 +168,16 @@ fn probe_points(b: &InputBox, rng: &mut impl Rng) -> Vec<Vec<f32>> {
 
 /// The first probe that violates the property on the f64 reference and on
 /// every float32 engine (re-executed here), as a `sat` result.
-fn counterexample(g: &Graph, p: &Property, probes: &[Vec<f32>]) -> CliResult<Option<VnnResult>> {
+fn counterexample(
+    g: &Graph,
+    engines: &[Engine],
+    p: &Property,
+    probes: &[Vec<f32>],
+) -> CliResult<Option<VnnResult>> {
     let x: Vec<f32> = probes.concat();
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let reference = nncert_model::reference_forward(g, &x64)?;
-    let engines: Vec<Vec<f32>> = all_engines(g)?
+    let engines: Vec<Vec<f32>> = engines
         .iter()
         .map(|e| e.run(g, &x))
         .collect::<Result<_, _>>()?;
