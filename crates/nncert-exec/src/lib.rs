@@ -12,7 +12,7 @@
 
 mod gemm;
 
-use nncert_model::forward::{direct_conv, run, AffineKernels, ConvCall};
+use nncert_model::forward::{direct_conv, direct_linear, run, AffineKernels, ConvCall};
 use nncert_model::{Graph, NodeId, Result, Tensor};
 use std::collections::HashMap;
 use std::fmt;
@@ -94,7 +94,7 @@ impl AffineKernels<f32> for Engine {
         rows: usize,
     ) -> Vec<f32> {
         match self.kind {
-            EngineKind::Direct => direct_linear(weight, bias, x, rows),
+            EngineKind::Direct => direct_linear(weight, bias, x, rows, |v| v),
             EngineKind::Im2col | EngineKind::Toeplitz => {
                 let (out, inp) = (weight.shape[0], weight.shape[1]);
                 let mut y = gemm::matmul_bt(x, &weight.data, rows, inp, out);
@@ -118,23 +118,6 @@ impl AffineKernels<f32> for Engine {
             }
         }
     }
-}
-
-fn direct_linear(weight: &Tensor, bias: Option<&Tensor>, x: &[f32], rows: usize) -> Vec<f32> {
-    let (out, inp) = (weight.shape[0], weight.shape[1]);
-    let mut y = Vec::with_capacity(rows * out);
-    for r in 0..rows {
-        let xr = &x[r * inp..(r + 1) * inp];
-        for o in 0..out {
-            let w = &weight.data[o * inp..(o + 1) * inp];
-            let mut acc = bias.map_or(0.0f32, |b| b.data[o]);
-            for (wi, xi) in w.iter().zip(xr) {
-                acc += wi * xi;
-            }
-            y.push(acc);
-        }
-    }
-    y
 }
 
 fn add_bias_rows(y: &mut [f32], bias: Option<&Tensor>, out: usize) {
@@ -200,28 +183,7 @@ fn toeplitz_matrix(c: &ConvCall, node: &str) -> Result<Vec<f32>> {
             format!("the Toeplitz engine would need a {rows}×{cols} matrix"),
         ));
     }
-    let [_, icg, kh, kw] = c.weight.shape[..] else {
-        unreachable!()
-    };
-    let ocg = oc / c.groups;
     let mut t = vec![0.0f32; rows * cols];
-    for o in 0..oc {
-        let g = o / ocg;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = (o * oh + oy) * ow + ox;
-                for icl in 0..icg {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            if let Some(i) = c.input_index(g * icg + icl, ky, kx, oy, ox) {
-                                t[row * cols + i] +=
-                                    c.weight.data[((o * icg + icl) * kh + ky) * kw + kx];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    c.for_each_tap(|o, i, w| t[o * cols + i] += c.weight.data[w]);
     Ok(t)
 }

@@ -54,6 +54,35 @@ impl<'a> ConvCall<'a> {
         })
     }
 
+    /// Calls `f(output index, input index, weight index)` for every tap that
+    /// reads the input (not padding), outputs in row-major order and, within
+    /// an output, taps in (in-channel, ky, kx) order: the summation order of
+    /// the direct convolution.
+    pub fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (oc, oh, ow) = self.out_chw;
+        let [_, icg, kh, kw] = self.weight.shape[..] else {
+            unreachable!("conv weight is 4-D")
+        };
+        let ocg = oc / self.groups;
+        for o in 0..oc {
+            let g = o / ocg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let out = (o * oh + oy) * ow + ox;
+                    for icl in 0..icg {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                if let Some(i) = self.input_index(g * icg + icl, ky, kx, oy, ox) {
+                                    f(out, i, ((o * icg + icl) * kh + ky) * kw + kx);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Input flat index of (channel, kernel row, kernel col) for output pixel
     /// (oy, ox), or None where the kernel reads padding.
     #[inline]
@@ -191,21 +220,7 @@ impl AffineKernels<f64> for Reference {
         x: &[f64],
         rows: usize,
     ) -> Vec<f64> {
-        let (out, inp) = (weight.shape[0], weight.shape[1]);
-        let mut y = Vec::with_capacity(rows * out);
-        for r in 0..rows {
-            let xr = &x[r * inp..(r + 1) * inp];
-            for o in 0..out {
-                let w = &weight.data[o * inp..(o + 1) * inp];
-                let init = bias.map_or(0.0, |b| b.data[o] as f64);
-                y.push(
-                    w.iter()
-                        .zip(xr)
-                        .fold(init, |acc, (&wi, &xi)| acc + wi as f64 * xi),
-                );
-            }
-        }
-        y
+        direct_linear(weight, bias, x, rows, |v| v as f64)
     }
 
     fn conv2d(&self, _: NodeId, c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
@@ -213,39 +228,43 @@ impl AffineKernels<f64> for Reference {
     }
 }
 
+/// Direct linear layer: per output, bias then Σ in input order, one
+/// accumulator. Generic so that the float32 direct engine shares the order.
+pub fn direct_linear<T: Real>(
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    x: &[T],
+    rows: usize,
+    of: impl Fn(f32) -> T,
+) -> Vec<T> {
+    let (out, inp) = (weight.shape[0], weight.shape[1]);
+    let mut y = Vec::with_capacity(rows * out);
+    for xr in x.chunks(inp).take(rows) {
+        for w in weight.data.chunks(inp) {
+            let init = bias.map_or(T::zero(), |b| of(b.data[y.len() % out]));
+            y.push(
+                w.iter()
+                    .zip(xr)
+                    .fold(init, |acc, (&wi, &xi)| acc + of(wi) * xi),
+            );
+        }
+    }
+    y
+}
+
 /// Direct convolution: for each output, bias then Σ over (input channel,
 /// kernel row, kernel column) in that order. Generic so that the float32
 /// direct engine shares the exact loop order.
 pub fn direct_conv<T: Real>(c: &ConvCall, x: &[T], n: usize, of: impl Fn(f32) -> T) -> Vec<T> {
-    let (ic_all, ih, iw) = c.in_chw;
-    let (oc_all, oh, ow) = c.out_chw;
-    let [_, icg, kh, kw] = c.weight.shape[..] else {
-        unreachable!()
-    };
-    let ocg = oc_all / c.groups;
-    let mut y = Vec::with_capacity(n * oc_all * oh * ow);
-    for s in 0..n {
-        let xs = &x[s * ic_all * ih * iw..(s + 1) * ic_all * ih * iw];
-        for oc in 0..oc_all {
-            let g = oc / ocg;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = c.bias.map_or(T::zero(), |b| of(b.data[oc]));
-                    for icl in 0..icg {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                if let Some(i) = c.input_index(g * icg + icl, ky, kx, oy, ox) {
-                                    acc = acc
-                                        + of(c.weight.data[((oc * icg + icl) * kh + ky) * kw + kx])
-                                            * xs[i];
-                                }
-                            }
-                        }
-                    }
-                    y.push(acc);
-                }
-            }
-        }
+    let (ic, ih, iw) = c.in_chw;
+    let (oc, oh, ow) = c.out_chw;
+    let (in_len, out_len) = (ic * ih * iw, oc * oh * ow);
+    let mut y = Vec::with_capacity(n * out_len);
+    for xs in x.chunks(in_len).take(n) {
+        let start = y.len();
+        y.extend((0..out_len).map(|o| c.bias.map_or(T::zero(), |b| of(b.data[o / (oh * ow)]))));
+        let ys = &mut y[start..];
+        c.for_each_tap(|o, i, w| ys[o] = ys[o] + of(c.weight.data[w]) * xs[i]);
     }
     y
 }

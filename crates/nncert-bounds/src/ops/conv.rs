@@ -15,30 +15,7 @@ fn kernel(c: &ConvCall) -> (usize, usize, usize) {
 
 /// Calls `f(out_index, in_index, weight)` for every valid (output, input) pair.
 fn for_each_tap(c: &ConvCall, mut f: impl FnMut(usize, usize, f64)) {
-    let (oc, oh, ow) = c.out_chw;
-    let (icg, kh, kw) = kernel(c);
-    let ocg = oc / c.groups;
-    for o in 0..oc {
-        let g = o / ocg;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let out = (o * oh + oy) * ow + ox;
-                for icl in 0..icg {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            if let Some(i) = c.input_index(g * icg + icl, ky, kx, oy, ox) {
-                                f(
-                                    out,
-                                    i,
-                                    c.weight.data[((o * icg + icl) * kh + ky) * kw + kx] as f64,
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    c.for_each_tap(|o, i, w| f(o, i, c.weight.data[w] as f64));
 }
 
 fn out_len(c: &ConvCall) -> usize {
