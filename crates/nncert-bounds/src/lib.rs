@@ -7,6 +7,7 @@
 //! every bound also holds for the float32 network under any summation order
 //! and for the analyser's own f64 rounding (`fp`, docs/soundness.md).
 
+mod alpha;
 pub mod fp;
 pub mod interval;
 pub mod ops;
@@ -28,6 +29,8 @@ pub enum Method {
     Ibp,
     FastLin,
     Crown,
+    /// CROWN with the output bound's ReLU slopes optimised (Xu et al. 2021).
+    AlphaCrown,
 }
 
 impl Method {
@@ -36,6 +39,7 @@ impl Method {
             Method::Ibp => "ibp",
             Method::FastLin => "fastlin",
             Method::Crown => "crown",
+            Method::AlphaCrown => "alpha-crown",
         }
     }
 }
@@ -46,6 +50,13 @@ pub struct BoundConfig {
     pub soundness: Soundness,
     /// Checked between nodes; past it, propagation stops with `BoundsError::Timeout`.
     pub deadline: Deadline,
+    /// α-CROWN: Adam steps on the slopes (the best bound seen is kept).
+    pub alpha_iterations: usize,
+    /// Intersect back-substitution bounds with IBP's (tighter; the default).
+    /// Off: back-substitution bounds replace IBP's where it refines, and the
+    /// output bound is CROWN's alone, as auto_LiRPA computes them by default
+    /// (for like-for-like comparisons).
+    pub intersect_ibp: bool,
 }
 
 impl BoundConfig {
@@ -54,6 +65,8 @@ impl BoundConfig {
             method,
             soundness,
             deadline: Deadline::none(),
+            alpha_iterations: 20,
+            intersect_ibp: true,
         }
     }
 }

@@ -5,10 +5,11 @@ use crate::fp::{down, gamma, Soundness, U64};
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone, Slopes};
 use crate::ops::{conv, elementwise, linear, pool, shape};
-use crate::{BoundConfig, BoundsError, Method};
+use crate::{alpha, BoundConfig, BoundsError, Method};
 use nncert_model::forward::ConvCall;
 use nncert_model::{BinaryKind, Graph, NodeId, Op};
 use nncert_spec::Norm;
+use std::collections::HashMap;
 
 /// Sound bounds of every node, and each node's float32 error radius.
 #[derive(Clone, Debug)]
@@ -20,6 +21,16 @@ pub struct NetworkBounds {
 }
 
 type Result<T> = std::result::Result<T, BoundsError>;
+
+/// What α-CROWN adds to a back-substitution: its lower ReLU slopes, and a
+/// record of the coefficients that reach each node (for the gradient).
+#[derive(Default)]
+pub(crate) struct Trace {
+    /// Per ReLU node, lower slopes `[s, n]` of its unstable neurons.
+    pub alphas: HashMap<NodeId, Vec<f64>>,
+    /// When `Some`, filled per node with the coefficients `[s, n]` reaching it.
+    pub coeffs: Option<Vec<Option<Vec<f64>>>>,
+}
 
 fn unsupported(cfg: &BoundConfig, g: &Graph, id: NodeId, hint: &'static str) -> BoundsError {
     BoundsError::Unsupported {
@@ -140,7 +151,7 @@ fn interval_of(
     })
 }
 
-fn monotone(op: &Op) -> Monotone {
+pub(crate) fn monotone(op: &Op) -> Monotone {
     match op {
         Op::Sigmoid => Monotone::Sigmoid,
         Op::Tanh => Monotone::Tanh,
@@ -162,21 +173,21 @@ fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval) -> Option<Vec<usize>> {
         return None;
     }
     let consumers = || g.nodes.iter().filter(|n| n.inputs.contains(&id));
-    if consumers().any(|n| {
+    let s_shaped_or_pool = consumers().any(|n| {
         matches!(
             n.op,
             Op::Sigmoid | Op::Tanh | Op::Atan | Op::MaxPool2d { .. }
         )
-    }) {
+    });
+    let relu = consumers().any(|n| matches!(n.op, Op::Relu | Op::LeakyRelu { .. }));
+    if s_shaped_or_pool {
         return Some((0..iv.len()).collect());
     }
-    consumers()
-        .any(|n| matches!(n.op, Op::Relu | Op::LeakyRelu { .. }))
-        .then(|| {
-            (0..iv.len())
-                .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
-                .collect()
-        })
+    relu.then(|| {
+        (0..iv.len())
+            .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
+            .collect()
+    })
 }
 
 /// Bounds of every node over `region`.
@@ -247,11 +258,14 @@ fn refine(
             spec[r * n + j] = 1.0;
             spec[(s + r) * n + j] = -1.0;
         }
-        let lb = backsubstitute(g, id, nb, region, cfg, &spec, 2 * s)?;
+        let lb = backsubstitute(g, id, nb, region, cfg, &spec, 2 * s, &mut Trace::default())?;
         let iv = &mut nb.nodes[id];
         for (r, &j) in block.iter().enumerate() {
-            iv.lo[j] = iv.lo[j].max(lb[r]);
-            iv.hi[j] = iv.hi[j].min(-lb[s + r]);
+            (iv.lo[j], iv.hi[j]) = if cfg.intersect_ibp {
+                (iv.lo[j].max(lb[r]), iv.hi[j].min(-lb[s + r]))
+            } else {
+                (lb[r], -lb[s + r])
+            };
         }
     }
     Ok(())
@@ -271,7 +285,23 @@ pub fn lower_bounds(
         return Ok(ibp);
     }
     // Both are sound; CROWN is usually, not always, the tighter one.
-    let crown = backsubstitute(g, g.output, nb, region, cfg, spec, rows)?;
+    let crown = if cfg.method == Method::AlphaCrown {
+        alpha::optimise(g, nb, region, cfg, spec, rows)?
+    } else {
+        backsubstitute(
+            g,
+            g.output,
+            nb,
+            region,
+            cfg,
+            spec,
+            rows,
+            &mut Trace::default(),
+        )?
+    };
+    if !cfg.intersect_ibp {
+        return Ok(crown);
+    }
     Ok(crown.iter().zip(ibp).map(|(a, b)| a.max(b)).collect())
 }
 
@@ -291,7 +321,8 @@ fn interval_lower(x: &Interval, spec: &[f64], rows: usize, soundness: Soundness)
 
 /// Back-substitution: lower bounds of `spec · z_q` over the region, walking
 /// the graph backwards from node `q` with linear relaxations.
-fn backsubstitute(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backsubstitute(
     g: &Graph,
     q: NodeId,
     nb: &NetworkBounds,
@@ -299,6 +330,7 @@ fn backsubstitute(
     cfg: &BoundConfig,
     spec: &[f64],
     s: usize,
+    trace: &mut Trace,
 ) -> Result<Vec<f64>> {
     let sound = cfg.soundness == Soundness::Float32;
     let mut acc: Vec<Option<Vec<f64>>> = vec![None; q + 1];
@@ -319,6 +351,9 @@ fn backsubstitute(
             return Err(BoundsError::Timeout);
         }
         let node = &g.nodes[id];
+        if let Some(coeffs) = &mut trace.coeffs {
+            coeffs[id] = Some(a.clone());
+        }
         if sound && !nb.err[id].is_empty() {
             let pen: Vec<f64> = (0..s)
                 .map(|si| -dot_abs(&a[si * nb.err[id].len()..][..nb.err[id].len()], &nb.err[id]))
@@ -385,7 +420,8 @@ fn backsubstitute(
                 } else {
                     0.0
                 };
-                let (a_in, c) = activation::backward(&a, s, x(0), alpha, slopes(cfg));
+                let lower = trace.alphas.get(&id).map(Vec::as_slice);
+                let (a_in, c) = activation::backward(&a, s, x(0), alpha, slopes(cfg), lower);
                 add_const(&mut cst, &mut cabs, &c);
                 pass(&mut acc, 0, a_in);
             }

@@ -267,7 +267,7 @@ fn check(g: &Graph, method: Method, norm: Norm, seed: u64) {
 #[test]
 fn crown_and_fastlin_bounds_hold_for_every_float32_engine() {
     for seed in 0..6 {
-        for method in [Method::Crown, Method::FastLin] {
+        for method in [Method::Crown, Method::FastLin, Method::AlphaCrown] {
             for norm in [Norm::Linf, Norm::L2, Norm::L1] {
                 check(&crown_net(seed), method, norm, seed * 10 + 1);
             }
@@ -285,6 +285,7 @@ fn ibp_bounds_hold_for_every_float32_engine() {
             // Grouped dilated convs, batch norm, every activation, both poolings, pad.
             check(&random_conv_net(seed), Method::Ibp, norm, seed + 400);
             check(&random_conv_net(seed), Method::Crown, norm, seed + 500);
+            check(&random_conv_net(seed), Method::AlphaCrown, norm, seed + 600);
             check(&crown_net(seed), Method::Ibp, norm, seed + 200);
         }
     }
@@ -511,7 +512,12 @@ fn every_transfer_function_is_sound_on_every_corner() {
         for (name, g, crown) in one_op_graphs(seed) {
             eprintln!("{name}");
             let methods: &[Method] = if crown {
-                &[Method::Ibp, Method::FastLin, Method::Crown]
+                &[
+                    Method::Ibp,
+                    Method::FastLin,
+                    Method::Crown,
+                    Method::AlphaCrown,
+                ]
             } else {
                 &[Method::Ibp]
             };
@@ -552,7 +558,7 @@ fn deep_relu_net_with_unstable_neurons() {
             vec![id],
         )
         .unwrap();
-        for m in [Method::Crown, Method::FastLin] {
+        for m in [Method::Crown, Method::FastLin, Method::AlphaCrown] {
             check(&g, m, Norm::Linf, seed);
         }
     }

@@ -58,6 +58,12 @@ pub fn existing(path: &PathBuf) -> CliResult<&PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // `nncert … | head` should end quietly, as other Unix tools do, not panic on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)

@@ -141,23 +141,23 @@ fn vnncomp_sat_writes_a_witness_that_violates_the_spec() {
     assert!(x0 >= 0.25);
 }
 
-/// y = relu(x) − x + 0.1 ≥ 0.1 on x ∈ [−1.5, 1], but CROWN and IBP only
-/// bound it below by −0.9: probes and bounds both leave `y ≤ 0.05` undecided.
+/// y = relu(x₀) + relu(x₁) − relu(x₀ + x₁) ≥ 0 (ReLU is subadditive), but on
+/// [−1, 1]² no choice of lower ReLU slopes lifts the linear bound above −1
+/// (α = ½ on both is optimal): probes, CROWN and α-CROWN all leave
+/// `y ≤ −0.05` undecided. Only branching would settle it.
 fn write_undecidable_model(path: &Path) {
-    let mut g = Graph::with_input("x", vec![1, 1]);
-    let r = g.push("relu", Op::Relu, vec![0]).unwrap();
-    let d = g
-        .push("sub", Op::Binary(nncert_model::BinaryKind::Sub), vec![r, 0])
-        .unwrap();
-    g.push(
-        "shift",
-        Op::Affine {
-            scale: None,
-            shift: Some(Tensor::new(vec![1, 1], vec![0.1])),
-        },
-        vec![d],
-    )
-    .unwrap();
+    let mut g = Graph::with_input("x", vec![1, 2]);
+    let hidden = Op::Linear {
+        weight: Tensor::new(vec![3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+        bias: None,
+    };
+    let h = g.push("fc1", hidden, vec![0]).unwrap();
+    let r = g.push("relu", Op::Relu, vec![h]).unwrap();
+    let out = Op::Linear {
+        weight: Tensor::new(vec![1, 3], vec![1.0, 1.0, -1.0]),
+        bias: None,
+    };
+    g.push("fc2", out, vec![r]).unwrap();
     std::fs::write(path, export_onnx_bytes(&g).unwrap()).unwrap();
 }
 
@@ -184,7 +184,10 @@ fn vnncomp_unsat_unknown_and_timeout() {
     assert_eq!(run(&lin, &far, "0"), "timeout\n");
     let (m, s) = (tmp("undecidable.onnx"), tmp("undecidable.vnnlib"));
     write_undecidable_model(&m);
-    std::fs::write(&s, "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 -1.5))\n(assert (<= X_0 1))\n(assert (<= Y_0 0.05))\n").unwrap();
+    let box2 =
+        "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (>= X_1 -1))\n(assert (<= X_1 1))\n";
+    let decls = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n";
+    std::fs::write(&s, format!("{decls}{box2}(assert (<= Y_0 -0.05))\n")).unwrap();
     assert_eq!(run(&m, &s, "20"), "unknown\n");
 }
 

@@ -110,6 +110,17 @@ pub fn run_all<T: Real, K: AffineKernels<T>>(
     kernels: &K,
     input: &[T],
 ) -> Result<Vec<Vec<T>>> {
+    run_with(graph, kernels, input, |_, _| None)
+}
+
+/// [`run_all`] where `replace(node, values so far)` may supply a node's value
+/// instead of the op (bound analyses evaluate their relaxations this way).
+pub fn run_with<T: Real, K: AffineKernels<T>>(
+    graph: &Graph,
+    kernels: &K,
+    input: &[T],
+    mut replace: impl FnMut(NodeId, &[Vec<T>]) -> Option<Vec<T>>,
+) -> Result<Vec<Vec<T>>> {
     let per = graph.input_len();
     if per == 0 || !input.len().is_multiple_of(per) || input.is_empty() {
         return Err(ModelError::InputSize {
@@ -123,6 +134,10 @@ pub fn run_all<T: Real, K: AffineKernels<T>>(
     for (id, node) in graph.nodes.iter().enumerate() {
         let arg = |k: usize| values[node.inputs[k]].as_slice();
         let in_shape = |k: usize| graph.nodes[node.inputs[k]].shape.as_slice();
+        if let Some(y) = replace(id, &values) {
+            values.push(y);
+            continue;
+        }
         let y = match &node.op {
             Op::Input => input.to_vec(),
             Op::Constant(t) => convert::<T>(&t.data).repeat(n),

@@ -63,6 +63,32 @@ pub fn relaxation(l: f64, u: f64, alpha: f64, slopes: Slopes) -> (f64, f64, f64)
     (sl, su, alpha * l - su * l)
 }
 
+/// Whether a neuron with input in [l, u] is relaxed (its lower slope is free).
+pub fn is_unstable(l: f64, u: f64) -> bool {
+    l < 0.0 && u > 0.0
+}
+
+/// The lines of every neuron and spec row: `lower` (α-CROWN's per-row slopes,
+/// `[s, n]`) replaces the lower slope of unstable neurons when given.
+pub fn row_lines<'a>(
+    x: &'a Interval,
+    alpha: f64,
+    slopes: Slopes,
+    lower: Option<&'a [f64]>,
+) -> impl Fn(usize, usize) -> (f64, f64, f64) + 'a {
+    let n = x.len();
+    let lines: Vec<(f64, f64, f64)> = (0..n)
+        .map(|j| relaxation(x.lo[j], x.hi[j], alpha, slopes))
+        .collect();
+    move |si, j| {
+        let (sl, su, bu) = lines[j];
+        match lower {
+            Some(l) if is_unstable(x.lo[j], x.hi[j]) => (l[si * n + j], su, bu),
+            _ => (sl, su, bu),
+        }
+    }
+}
+
 /// For lower bounds: positive coefficients take the lower line, negative the upper.
 pub fn backward(
     a: &[f64],
@@ -70,17 +96,16 @@ pub fn backward(
     x: &Interval,
     alpha: f64,
     slopes: Slopes,
+    lower: Option<&[f64]>,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = x.len();
-    let lines: Vec<(f64, f64, f64)> = (0..n)
-        .map(|j| relaxation(x.lo[j], x.hi[j], alpha, slopes))
-        .collect();
+    let line = row_lines(x, alpha, slopes, lower);
     let mut a_in = vec![0.0; s * n];
     let mut cst = vec![0.0; s];
     for si in 0..s {
         let (row, out) = (&a[si * n..][..n], &mut a_in[si * n..][..n]);
         for j in 0..n {
-            let (sl, su, bu) = lines[j];
+            let (sl, su, bu) = line(si, j);
             if row[j] >= 0.0 {
                 out[j] = row[j] * sl;
             } else {
@@ -189,12 +214,17 @@ pub fn s_shaped_relaxation(l: f64, u: f64, f: Monotone) -> (f64, f64, f64, f64) 
     (sl, bl - m, su, bu + m)
 }
 
+/// `(slope_l, intercept_l, slope_u, intercept_u)` of every neuron.
+pub fn s_shaped_lines(x: &Interval, f: Monotone) -> Vec<(f64, f64, f64, f64)> {
+    (0..x.len())
+        .map(|j| s_shaped_relaxation(x.lo[j], x.hi[j], f))
+        .collect()
+}
+
 /// Backward through an S-shaped activation with general lines.
 pub fn s_shaped_backward(a: &[f64], s: usize, x: &Interval, f: Monotone) -> (Vec<f64>, Vec<f64>) {
     let n = x.len();
-    let lines: Vec<(f64, f64, f64, f64)> = (0..n)
-        .map(|j| s_shaped_relaxation(x.lo[j], x.hi[j], f))
-        .collect();
+    let lines = s_shaped_lines(x, f);
     let mut a_in = vec![0.0; s * n];
     let mut cst = vec![0.0; s];
     for si in 0..s {

@@ -51,9 +51,15 @@ pub fn error_radius(c: &ConvCall, x: &Interval) -> Vec<f64> {
     s.iter().map(|&v| affine_error(v, icg * kh * kw)).collect()
 }
 
-/// Rows of coefficients processed per GEMM, bounding the im2col buffer.
-const CHUNK_ELEMENTS: usize = 1 << 22;
+/// Columns (spec row, output position) processed per GEMM, bounding the buffers.
+const CHUNK_COLUMNS: usize = 1 << 14;
 
+/// Backward through a convolution: `a_in = a·T` for the conv's Toeplitz
+/// matrix T, never materialised. Per group, only the columns (spec row,
+/// output position) with a nonzero coefficient go through the GEMM
+/// `W_gᵀ · a` and the col2im scatter: back-substitution rows start one-hot
+/// and stay local for several layers, so most columns are zero (the point of
+/// auto_LiRPA's "patches" mode, reached here without a second representation).
 pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let (ic, ih, iw) = c.in_chw;
     let (oc, oh, ow) = c.out_chw;
@@ -76,47 +82,40 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
     let mut a_in = vec![0.0; s * in_len];
-    let chunk = (CHUNK_ELEMENTS / (k * p).max(1)).max(1);
-    for s0 in (0..s).step_by(chunk) {
-        let sc = chunk.min(s - s0);
-        for g in 0..c.groups {
-            // at: [ocg, sc·p], the group's coefficients with spec rows side by side.
-            let mut at = vec![0.0; ocg * sc * p];
-            for si in 0..sc {
-                for o in 0..ocg {
-                    let src = &a[(s0 + si) * out_n + (g * ocg + o) * p..][..p];
-                    at[o * sc * p + si * p..][..p].copy_from_slice(src);
+    for g in 0..c.groups {
+        // Input index of each (kernel tap, output position) of this group, usize::MAX for padding.
+        let mut taps = vec![usize::MAX; k * p];
+        for (t, slot) in taps.chunks_mut(p).enumerate() {
+            let (icl, ky, kx) = (t / (kh * kw), t / kw % kh, t % kw);
+            for (pos, v) in slot.iter_mut().enumerate() {
+                if let Some(i) = c.input_index(g * icg + icl, ky, kx, pos / ow, pos % ow) {
+                    *v = i;
                 }
             }
-            let mut cols = vec![0.0; k * sc * p];
-            // cols[k, sc·p] = W_gᵀ[k, ocg] · at
-            super::dgemm(
-                k,
-                ocg,
-                sc * p,
-                &w[g * ocg * k..],
-                1,
-                k,
-                &at,
-                sc * p,
-                1,
-                &mut cols,
-                sc * p,
-            );
-            for si in 0..sc {
-                let dst = &mut a_in[(s0 + si) * in_len..][..in_len];
-                for icl in 0..icg {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let row = &cols[((icl * kh + ky) * kw + kx) * sc * p + si * p..][..p];
-                            for oy in 0..oh {
-                                for ox in 0..ow {
-                                    if let Some(i) = c.input_index(g * icg + icl, ky, kx, oy, ox) {
-                                        dst[i] += row[oy * ow + ox];
-                                    }
-                                }
-                            }
-                        }
+        }
+        let coeff = |si: usize, o: usize, pos: usize| a[si * out_n + (g * ocg + o) * p + pos];
+        let active: Vec<(usize, usize)> = (0..s)
+            .flat_map(|si| (0..p).map(move |pos| (si, pos)))
+            .filter(|&(si, pos)| (0..ocg).any(|o| coeff(si, o, pos) != 0.0))
+            .collect();
+        for block in active.chunks(CHUNK_COLUMNS) {
+            let n = block.len();
+            // at[ocg, n]: the block's coefficients; cols[k, n] = W_gᵀ[k, ocg] · at.
+            let mut at = vec![0.0; ocg * n];
+            for o in 0..ocg {
+                for (col, &(si, pos)) in block.iter().enumerate() {
+                    at[o * n + col] = coeff(si, o, pos);
+                }
+            }
+            let mut cols = vec![0.0; k * n];
+            super::dgemm(k, ocg, n, &w[g * ocg * k..], 1, k, &at, n, 1, &mut cols, n);
+            for t in 0..k {
+                let row = &cols[t * n..][..n];
+                let tap = &taps[t * p..][..p];
+                for (&v, &(si, pos)) in row.iter().zip(block) {
+                    let i = tap[pos];
+                    if i != usize::MAX {
+                        a_in[si * in_len + i] += v;
                     }
                 }
             }

@@ -23,8 +23,25 @@ pub fn max_backward(
     w: &Window2d,
 ) -> (Vec<f64>, Vec<f64>) {
     let in_len: usize = in_shape.iter().product();
-    // Per output: (input of the lower line, constant upper bound or None if exact).
-    let mut lines: Vec<(usize, Option<f64>)> = Vec::new();
+    let lines = max_lines(x, in_shape, w);
+    let n = lines.len();
+    let mut a_in = vec![0.0; s * in_len];
+    let mut cst = vec![0.0; s];
+    for si in 0..s {
+        for (o, &(best, upper)) in lines.iter().enumerate() {
+            let v = a[si * n + o];
+            match upper {
+                Some(top) if v < 0.0 => cst[si] += v * top,
+                _ => a_in[si * in_len + best] += v,
+            }
+        }
+    }
+    (a_in, cst)
+}
+
+/// Per output: (input of the lower line, constant upper bound or None if exact).
+pub fn max_lines(x: &Interval, in_shape: &[usize], w: &Window2d) -> Vec<(usize, Option<f64>)> {
+    let mut lines = Vec::new();
     kernels::for_each_window(in_shape, w, |idx, _| {
         let members: Vec<usize> = idx.collect();
         let best = *members
@@ -43,19 +60,7 @@ pub fn max_backward(
             .fold(f64::NEG_INFINITY, f64::max);
         lines.push((best, (!exact).then_some(top)));
     });
-    let n = lines.len();
-    let mut a_in = vec![0.0; s * in_len];
-    let mut cst = vec![0.0; s];
-    for si in 0..s {
-        for (o, &(best, upper)) in lines.iter().enumerate() {
-            let v = a[si * n + o];
-            match upper {
-                Some(top) if v < 0.0 => cst[si] += v * top,
-                _ => a_in[si * in_len + best] += v,
-            }
-        }
-    }
-    (a_in, cst)
+    lines
 }
 
 pub fn avg_interval(x: &Interval, in_shape: &[usize], w: &Window2d, include_pad: bool) -> Interval {

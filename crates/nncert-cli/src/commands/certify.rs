@@ -5,7 +5,7 @@ use crate::{embedded, existing, CliResult, UserError};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use nncert_bounds::radius::certified_radius;
-use nncert_bounds::{is_certified, Ball, BoundConfig, Method, Soundness};
+use nncert_bounds::{is_certified, robustness_margins, Ball, BoundConfig, Method, Soundness};
 use nncert_data::Dataset;
 use nncert_model::passes::{canonicalize, PassOptions};
 use nncert_model::Graph;
@@ -22,6 +22,8 @@ pub enum MethodArg {
     Fastlin,
     /// CROWN / CNN-Cert-Ada: back-substitution, adaptive ReLU slopes.
     Crown,
+    /// α-CROWN: CROWN with the output bound's ReLU slopes optimised (Adam).
+    AlphaCrown,
 }
 
 impl MethodArg {
@@ -30,6 +32,7 @@ impl MethodArg {
             MethodArg::Ibp => Method::Ibp,
             MethodArg::Fastlin => Method::FastLin,
             MethodArg::Crown => Method::Crown,
+            MethodArg::AlphaCrown => Method::AlphaCrown,
         }
     }
 }
@@ -62,6 +65,9 @@ pub struct CertifyArgs {
     /// Real-arithmetic bounds (not sound for the float32 network; for comparison).
     #[arg(long)]
     pub unsound: bool,
+    /// Do not intersect CROWN's bounds with IBP's (looser; what auto_LiRPA computes, for comparisons).
+    #[arg(long)]
+    pub no_ibp_intersection: bool,
     /// The model reads images flattened in (h, w, c) order (the `_mlp` models).
     #[arg(long)]
     pub hwc: bool,
@@ -77,6 +83,10 @@ pub struct ImageResult {
     pub predicted: usize,
     pub verdict: &'static str,
     pub ms: f64,
+    /// Lower bounds of `y_label − y_t` over the ball, per class t (null at the
+    /// label); absent for misclassified images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margins: Option<Vec<Option<f64>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub radius: Option<f64>,
 }
@@ -172,7 +182,10 @@ pub fn certify_images(
     }
     let end = a.count.map_or(ds.len(), |c| (a.start + c).min(ds.len()));
     let cg = prepare(g, soundness)?;
-    let cfg = BoundConfig::new(a.method.method(), soundness);
+    let cfg = BoundConfig {
+        intersect_ibp: !a.no_ibp_intersection,
+        ..BoundConfig::new(a.method.method(), soundness)
+    };
     let ball = |eps| Ball {
         eps,
         norm: a.norm,
@@ -195,10 +208,14 @@ pub fn certify_images(
         let x0: Vec<f64> = img.iter().map(|&v| v as f64).collect();
         let label = ds.labels[i] as usize;
         let predicted = argmax(&nncert_model::reference_forward(g, &x0)?);
-        let (verdict, radius) = if predicted != label {
-            ("misclassified", None)
+        let (verdict, margins, radius) = if predicted != label {
+            ("misclassified", None, None)
         } else {
-            let ok = is_certified(&cg, &x0, label, ball(a.eps), &cfg)?;
+            let mut lower = robustness_margins(&cg, &x0, label, ball(a.eps), &cfg)?.into_iter();
+            let ok = lower.clone().all(|m| m > 0.0);
+            let margins = (0..g.output_len())
+                .map(|t| (t != label).then(|| lower.next()).flatten())
+                .collect();
             let radius = if a.radius {
                 let mut err = None;
                 let r = certified_radius(
@@ -218,7 +235,8 @@ pub fn certify_images(
             } else {
                 None
             };
-            (if ok { "certified" } else { "uncertified" }, radius)
+            let verdict = if ok { "certified" } else { "uncertified" };
+            (verdict, Some(margins), radius)
         };
         let r = ImageResult {
             index: i,
@@ -226,6 +244,7 @@ pub fn certify_images(
             predicted,
             verdict,
             ms: t.elapsed().as_secs_f64() * 1e3,
+            margins,
             radius,
         };
         on_image(&r);

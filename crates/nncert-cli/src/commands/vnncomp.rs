@@ -96,8 +96,9 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
     }
 }
 
-/// Whether sound-mode CROWN shows every case's unsafe region unreachable:
-/// in each conjunction some constraint `c·y ≤ d` has a lower bound above d.
+/// Whether sound-mode CROWN (then α-CROWN where CROWN falls short) shows
+/// every case's unsafe region unreachable: in each conjunction some
+/// constraint `c·y ≤ d` has a lower bound above d.
 fn proved_unsat(
     g: &Graph,
     p: &Property,
@@ -113,8 +114,15 @@ fn proved_unsat(
         let nb = propagate(&cg, &region, &cfg)?;
         for term in &case.unsafe_output.terms {
             let spec: Vec<f64> = term.iter().flat_map(|c| c.coeffs.clone()).collect();
-            let lb = lower_bounds(&cg, &nb, &region, &cfg, &spec, term.len())?;
-            if !term.iter().zip(&lb).any(|(c, l)| *l > c.rhs) {
+            let excluded = |cfg: &BoundConfig| -> Result<bool, nncert_bounds::BoundsError> {
+                let lb = lower_bounds(&cg, &nb, &region, cfg, &spec, term.len())?;
+                Ok(term.iter().zip(&lb).any(|(c, l)| *l > c.rhs))
+            };
+            let alpha = BoundConfig {
+                method: Method::AlphaCrown,
+                ..cfg
+            };
+            if !excluded(&cfg)? && !excluded(&alpha)? {
                 return Ok(false);
             }
         }

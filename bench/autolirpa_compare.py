@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Side-by-side CROWN / α-CROWN bounds: nncert vs auto_LiRPA, same machine, same run.
+
+For each MNIST test image `start..start+count` that the model classifies
+correctly, both tools bound y_label − y_t over the L∞ ball of radius eps
+clipped to [0, 1]; nncert with --unsound --no-ibp-intersection (real
+arithmetic, plain CROWN: what auto_LiRPA computes). Prints a JSON line per
+model: bound agreement (max relative difference over all margins), per-image
+times, and nncert's default (sound, IBP-intersected) certified count and time. Run it through
+bench/autolirpa_compare.sh, which builds the venv.
+"""
+import argparse, gzip, json, os, struct, subprocess, sys, time
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+
+
+def mnist_test(data_dir, start, count):
+    def read(name):
+        for candidate in (name, name + ".gz"):
+            path = os.path.join(data_dir, candidate)
+            if os.path.exists(path):
+                opener = gzip.open if path.endswith(".gz") else open
+                with opener(path, "rb") as f:
+                    return f.read()
+        sys.exit(f"no {name}[.gz] in {data_dir}")
+    images, labels = read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte")
+    n = struct.unpack(">I", images[4:8])[0]
+    x = np.frombuffer(images, np.uint8, offset=16).reshape(n, 1, 28, 28).astype(np.float32) / 255.0
+    y = np.frombuffer(labels, np.uint8, offset=8)
+    return x[start:start + count], y[start:start + count]
+
+
+class Flatten(torch.nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+def torch_model(path):
+    """An nn.Sequential for the plain feed-forward ONNX graphs benchmarked here."""
+    m = onnx.load(path)
+    init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type == "Constant":
+            init[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    layers = []
+    for node in m.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        op = node.op_type
+        if op == "Constant":
+            continue
+        if op == "Conv":
+            w = init[node.input[1]]
+            top, left, bottom, right = attrs.get("pads", [0, 0, 0, 0])
+            if (top, left) != (bottom, right):
+                layers.append(torch.nn.ZeroPad2d((left, right, top, bottom)))
+                top = left = 0
+            conv = torch.nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]),
+                                   stride=tuple(attrs.get("strides", [1, 1])), padding=(top, left))
+            conv.weight.data = torch.tensor(w)
+            conv.bias.data = torch.tensor(init[node.input[2]])
+            layers.append(conv)
+        elif op == "Gemm":
+            w = init[node.input[1]]
+            if not attrs.get("transB", 0):
+                w = w.T
+            lin = torch.nn.Linear(w.shape[1], w.shape[0])
+            lin.weight.data = torch.tensor(np.ascontiguousarray(w))
+            lin.bias.data = torch.tensor(init[node.input[2]])
+            layers.append(lin)
+        elif op == "Relu":
+            layers.append(torch.nn.ReLU())
+        elif op in ("Flatten", "Reshape"):
+            layers.append(Flatten())
+        else:
+            sys.exit(f"{path}: op {op} not handled by this benchmark's converter")
+    return torch.nn.Sequential(Flatten(), *layers) if layers and isinstance(layers[0], torch.nn.Linear) else torch.nn.Sequential(*layers)
+
+
+def lirpa_margins(net, x, labels, eps, method, alpha_iterations, dtype=torch.float32):
+    net = net.to(dtype)
+    model = BoundedModule(net, torch.zeros(1, *x.shape[1:], dtype=dtype), device="cpu", verbose=False)
+    if method == "alpha-crown":
+        model.set_bound_opts({"optimize_bound_args": {"iteration": alpha_iterations, "lr_alpha": 0.1}})
+    margins, times = [], []
+    for xi, label in zip(x, labels):
+        xt = torch.tensor(xi, dtype=dtype).unsqueeze(0)
+        others = [t for t in range(10) if t != label]
+        C = torch.zeros(1, 9, 10, dtype=dtype)
+        for r, t in enumerate(others):
+            C[0, r, label], C[0, r, t] = 1.0, -1.0
+        ptb = PerturbationLpNorm(norm=np.inf, eps=eps, x_L=(xt - eps).clamp(0, 1), x_U=(xt + eps).clamp(0, 1))
+        start = time.perf_counter()
+        lb, _ = model.compute_bounds(x=(BoundedTensor(xt, ptb),), C=C, bound_upper=False,
+                                     method="CROWN-Optimized" if method == "alpha-crown" else "backward")
+        times.append(time.perf_counter() - start)
+        row = lb[0].tolist()
+        margins.append([None if t == label else row[others.index(t)] for t in range(10)])
+    return margins, times
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--nncert", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--mnist", required=True)
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--method", choices=["crown", "alpha-crown"], default="crown")
+    a = p.parse_args()
+    torch.set_grad_enabled(a.method == "alpha-crown")
+    def nncert(*flags):
+        cmd = [a.nncert, "certify", "--model", a.model, "--data", f"mnist:{a.mnist}", "--eps", str(a.eps),
+               "--start", str(a.start), "--count", str(a.count), "--method", a.method, "--json", *flags]
+        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    # Like for like: real arithmetic, no intersection with IBP (auto_LiRPA does neither).
+    t0 = time.perf_counter()
+    report = nncert("--unsound", "--no-ibp-intersection")
+    nncert_wall = time.perf_counter() - t0
+    default = nncert()["summary"]
+    kept = [r for r in report["images"] if r["verdict"] != "misclassified"]
+    x, y = mnist_test(a.mnist, a.start, a.count)
+    idx = [r["index"] - a.start for r in kept]
+    net = torch_model(a.model).eval()
+    # The converted model must compute what the ONNX model does.
+    with torch.no_grad():
+        pred = net(torch.tensor(x[idx])).argmax(1).tolist()
+    assert pred == [r["predicted"] for r in kept], "converted model disagrees with nncert's predictions"
+    t0 = time.perf_counter()
+    margins, times = lirpa_margins(net, x[idx], y[idx], a.eps, a.method, 20)
+    lirpa_wall = time.perf_counter() - t0
+    # Agreement is judged against auto_LiRPA in float64: in float32 its own rounding (~1e-5) dominates.
+    margins64, _ = lirpa_margins(torch_model(a.model).eval(), x[idx], y[idx], a.eps, a.method, 20, torch.float64)
+    worst_rel, worst_abs, nncert_tighter = 0.0, 0.0, 0
+    for r, m in zip(kept, margins64):
+        for ours, theirs in zip(r["margins"], m):
+            if ours is None:
+                continue
+            diff = abs(ours - theirs)
+            worst_abs = max(worst_abs, diff)
+            worst_rel = max(worst_rel, diff / max(abs(theirs), 1e-12))
+            nncert_tighter += ours > theirs + 1e-9 * max(1.0, abs(theirs))
+    cert = lambda ms: sum(all(v is None or v > 0 for v in row) for row in ms)
+    nncert_ms = sum(r["ms"] for r in kept) / len(kept)
+    lirpa_ms = 1e3 * sum(times) / len(times)
+    print(json.dumps({
+        "model": os.path.basename(a.model), "method": a.method, "eps": a.eps, "images": len(kept),
+        "nncert_certified": sum(r["verdict"] == "certified" for r in kept), "auto_lirpa_certified": cert(margins),
+        "max_rel_diff": worst_rel, "max_abs_diff": worst_abs, "margins_nncert_tighter": nncert_tighter,
+        "nncert_ms_per_image": round(nncert_ms, 2), "auto_lirpa_ms_per_image": round(lirpa_ms, 2),
+        "speedup": round(lirpa_ms / nncert_ms, 2),
+        "nncert_wall_s": round(nncert_wall, 2), "auto_lirpa_wall_s": round(lirpa_wall, 2),
+        "torch_threads": torch.get_num_threads(),
+        "nncert_default_certified": default["certified"], "nncert_default_ms_per_image": round(default["ms_per_image"], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

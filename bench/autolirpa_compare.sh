@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# nncert vs auto_LiRPA (CPU), side by side in one run on this machine.
+# Builds its own venv (torch 1.13.1 is the newest torch with Python 3.11
+# wheels that auto_LiRPA 0.3 runs on; auto_LiRPA pins torch<1.13, hence --no-deps).
+# usage: bench/autolirpa_compare.sh [COUNT] [ALPHA_COUNT] > results.jsonl
+set -eu
+COUNT=${1:-200}
+ALPHA_COUNT=${2:-50}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${NNCERT_SHARED:-$ROOT/../shared}
+VENV=${LIRPA_VENV:-$ROOT/target/lirpa-venv}
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import auto_LiRPA, onnx" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "torch==1.13.1" "numpy<2" "onnx==1.14.1" tqdm appdirs packaging >&2
+  "$VENV/bin/pip" install -q --no-deps "auto-lirpa==0.3" >&2
+fi
+(cd "$ROOT" && cargo build --release -q)
+run() {
+  "$VENV/bin/python" -W ignore "$ROOT/bench/autolirpa_compare.py" --nncert "$ROOT/target/release/nncert" \
+    --mnist "$SHARED/data/mnist" "$@"
+}
+for method in crown alpha-crown; do
+  n=$COUNT; [ $method = alpha-crown ] && n=$ALPHA_COUNT
+  run --model "$SHARED/models/mnist_relu_stable_conv.onnx" --eps 0.1 --count "$n" --method $method
+  for w in 2 4 6; do
+    run --model "$SHARED/vnncomp2021/mnistfc/mnist-net_256x$w.onnx" --eps 0.03 --count "$n" --method $method
+  done
+done
