@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# IBP / Fast-Lin / CROWN, sound vs unsound, on the relu_stable MNIST network
+# IBP / symbolic / Fast-Lin / CROWN / α-CROWN, sound vs unsound, on the relu_stable MNIST network
 # (../shared/models/mnist_relu_stable_conv.onnx), L∞ ε = 0.1, first N test
 # images; prints a markdown table row per configuration and checks that no
 # certified image is one MIPVerify found not robust.
-# usage: bench/certify_relu_stable.sh [N=1000]
+# usage: [METHODS="ibp crown"] bench/certify_relu_stable.sh [N=1000]
 set -euo pipefail
 N=${1:-1000}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +12,7 @@ BIN=${NNCERT_BIN:-$HERE/../target/release/nncert}
 REF="$SHARED/reference/mipverify_mnist_relu_stable_linf_0.1_first1000.csv"
 echo "| method | mode | certified / $N | ms/image | certified but not robust per MIPVerify |"
 echo "|---|---|---|---|---|"
-for method in ibp fastlin crown; do
+for method in ${METHODS:-ibp symbolic fastlin crown alpha-crown}; do
   for mode in sound unsound; do
     flag=$([ "$mode" = unsound ] && echo --unsound || true)
     "$BIN" certify --model "$SHARED/models/mnist_relu_stable_conv.onnx" --data "mnist:$SHARED/data/mnist" \

@@ -14,6 +14,7 @@ pub mod ops;
 mod propagate;
 pub mod radius;
 mod robustness;
+mod symbolic;
 
 pub use fp::Soundness;
 pub use interval::{Interval, Region};
@@ -27,6 +28,8 @@ use thiserror::Error;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Ibp,
+    /// Symbolic intervals (ReluVal / Neurify): forward linear bounds in the input.
+    Symbolic,
     FastLin,
     Crown,
     /// CROWN with the output bound's ReLU slopes optimised (Xu et al. 2021).
@@ -37,6 +40,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Ibp => "ibp",
+            Method::Symbolic => "symbolic",
             Method::FastLin => "fastlin",
             Method::Crown => "crown",
             Method::AlphaCrown => "alpha-crown",
@@ -53,9 +57,10 @@ pub struct BoundConfig {
     /// α-CROWN: Adam steps on the slopes (the best bound seen is kept).
     pub alpha_iterations: usize,
     /// Intersect back-substitution bounds with IBP's (tighter; the default).
-    /// Off: back-substitution bounds replace IBP's where it refines, and the
-    /// output bound is CROWN's alone, as auto_LiRPA computes them by default
-    /// (for like-for-like comparisons).
+    /// Off: back-substitution bounds replace IBP's where it refines (every
+    /// neuron of a layer more than 90% unstable), and the output bound is
+    /// CROWN's alone, as auto_LiRPA 0.3 computes them by default (for
+    /// like-for-like comparisons).
     pub intersect_ibp: bool,
 }
 
@@ -80,6 +85,8 @@ pub enum BoundsError {
         node: String,
         hint: &'static str,
     },
+    #[error("symbolic intervals would need {entries} coefficients at node `{node}`; use crown")]
+    TooLarge { node: String, entries: usize },
     #[error("the deadline passed during bound propagation")]
     Timeout,
     #[error("the input region has {got} dimensions, the model {expected}")]

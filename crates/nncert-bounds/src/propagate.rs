@@ -5,6 +5,7 @@ use crate::fp::{down, gamma, Soundness, U64};
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone, Slopes};
 use crate::ops::{conv, elementwise, linear, pool, shape};
+use crate::symbolic::{self, SymBounds};
 use crate::{alpha, BoundConfig, BoundsError, Method};
 use nncert_model::forward::ConvCall;
 use nncert_model::{BinaryKind, Graph, NodeId, Op};
@@ -18,6 +19,8 @@ pub struct NetworkBounds {
     /// Per node: radius by which float32 (and the analyser) may move a value
     /// beyond the real-arithmetic bound; empty in real mode or for exact ops.
     pub err: Vec<Vec<f64>>,
+    /// Symbolic intervals only: the output's lower and upper input functions.
+    pub symbolic_output: Option<SymBounds>,
 }
 
 type Result<T> = std::result::Result<T, BoundsError>;
@@ -163,7 +166,7 @@ pub(crate) fn monotone(op: &Op) -> Monotone {
 /// consumers relax. ReLUs only need the neurons IBP leaves unstable (the
 /// others relax exactly); S-shaped activations and max pooling gain from
 /// tighter bounds everywhere. None when no consumer relaxes.
-fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval) -> Option<Vec<usize>> {
+fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval, intersect_ibp: bool) -> Option<Vec<usize>> {
     // The output of an exact monotone op is already the image of its (refined) input.
     let monotone_output = matches!(
         g.nodes[id].op,
@@ -183,11 +186,17 @@ fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval) -> Option<Vec<usize>> {
     if s_shaped_or_pool {
         return Some((0..iv.len()).collect());
     }
-    relu.then(|| {
-        (0..iv.len())
-            .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
-            .collect()
-    })
+    if !relu {
+        return None;
+    }
+    let unstable: Vec<usize> = (0..iv.len())
+        .filter(|&j| iv.lo[j] < 0.0 && iv.hi[j] > 0.0)
+        .collect();
+    // auto_LiRPA's rule (`minimum_sparsity` 0.9): past 90% unstable it bounds every neuron.
+    if !intersect_ibp && unstable.len() * 10 > iv.len() * 9 {
+        return Some((0..iv.len()).collect());
+    }
+    Some(unstable)
 }
 
 /// Bounds of every node over `region`.
@@ -201,7 +210,9 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
     let mut nb = NetworkBounds {
         nodes: Vec::with_capacity(g.nodes.len()),
         err: Vec::with_capacity(g.nodes.len()),
+        symbolic_output: None,
     };
+    let mut sym = (cfg.method == Method::Symbolic).then(|| SymbolicPass::new(g));
     for id in 0..g.nodes.len() {
         if cfg.deadline.expired() {
             return Err(BoundsError::Timeout);
@@ -209,6 +220,9 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         if id == g.input {
             nb.nodes.push(region.bbox.clone());
             nb.err.push(Vec::new());
+            if let Some(sym) = &mut sym {
+                sym.step(g, id, &mut nb, region, cfg)?;
+            }
             continue;
         }
         let (mut iv, err) = interval_of(g, id, &nb.nodes, cfg)?;
@@ -222,13 +236,89 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         }
         nb.nodes.push(iv);
         nb.err.push(err);
-        if cfg.method != Method::Ibp {
-            if let Some(rows) = rows_to_refine(g, id, &nb.nodes[id]) {
+        if let Some(sym) = &mut sym {
+            sym.step(g, id, &mut nb, region, cfg)?;
+        } else if cfg.method != Method::Ibp {
+            if let Some(rows) = rows_to_refine(g, id, &nb.nodes[id], cfg.intersect_ibp) {
                 refine(g, id, &rows, &mut nb, region, cfg)?;
             }
         }
     }
+    if let Some(mut sym) = sym {
+        nb.symbolic_output = sym.funcs[g.output].take();
+    }
     Ok(nb)
+}
+
+/// Symbolic intervals alongside IBP: each node's functions, concretised and
+/// intersected with its IBP bounds; functions are dropped after their last reader.
+struct SymbolicPass {
+    funcs: Vec<Option<SymBounds>>,
+    /// Per node, its magnitude `Σ|c|·max|x| + |c₀|` (for the rounding charges).
+    mags: Vec<Vec<f64>>,
+    last_use: Vec<NodeId>,
+}
+
+impl SymbolicPass {
+    fn new(g: &Graph) -> Self {
+        let mut last_use: Vec<NodeId> = (0..g.nodes.len()).collect();
+        for (id, n) in g.nodes.iter().enumerate() {
+            n.inputs.iter().for_each(|&k| last_use[k] = id);
+        }
+        last_use[g.output] = usize::MAX;
+        SymbolicPass {
+            funcs: vec![None; g.nodes.len()],
+            mags: vec![Vec::new(); g.nodes.len()],
+            last_use,
+        }
+    }
+
+    fn step(
+        &mut self,
+        g: &Graph,
+        id: NodeId,
+        nb: &mut NetworkBounds,
+        region: &Region,
+        cfg: &BoundConfig,
+    ) -> Result<()> {
+        let inputs = &g.nodes[id].inputs;
+        let d = region.bbox.len();
+        let funcs = &self.funcs;
+        let mut f = symbolic::step(
+            g,
+            id,
+            d,
+            |k| funcs[inputs[k]].as_ref().expect("inputs come first"),
+            |k| &nb.nodes[inputs[k]],
+        )?;
+        let sound = cfg.soundness == Soundness::Float32;
+        if sound {
+            let mag = |k: usize| {
+                let m = &self.mags[inputs[k]];
+                Interval {
+                    lo: m.iter().map(|v| -v).collect(),
+                    hi: m.clone(),
+                }
+            };
+            let rounding = symbolic::rounding_radius(g, id, mag);
+            if !rounding.is_empty() {
+                f.widen(&rounding);
+            }
+            if !nb.err[id].is_empty() {
+                f.widen(&nb.err[id]);
+            }
+        }
+        let (iv, mag) = f.concretize(&region.bbox, sound);
+        nb.nodes[id] = nb.nodes[id].intersect(&iv);
+        self.mags[id] = mag;
+        self.funcs[id] = Some(f);
+        for &k in inputs {
+            if self.last_use[k] == id {
+                self.funcs[k] = None;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Tightens the bounds of elements `rows` of node `id` by back-substitution.
@@ -285,7 +375,10 @@ pub fn lower_bounds(
         return Ok(ibp);
     }
     // Both are sound; CROWN is usually, not always, the tighter one.
-    let crown = if cfg.method == Method::AlphaCrown {
+    let crown = if let Some(f) = &nb.symbolic_output {
+        let sound = cfg.soundness == Soundness::Float32;
+        symbolic::spec_lower(f, spec, rows, &region.bbox, sound)
+    } else if cfg.method == Method::AlphaCrown {
         alpha::optimise(g, nb, region, cfg, spec, rows)?
     } else {
         backsubstitute(

@@ -286,6 +286,8 @@ fn ibp_bounds_hold_for_every_float32_engine() {
             check(&random_conv_net(seed), Method::Ibp, norm, seed + 400);
             check(&random_conv_net(seed), Method::Crown, norm, seed + 500);
             check(&random_conv_net(seed), Method::AlphaCrown, norm, seed + 600);
+            check(&random_conv_net(seed), Method::Symbolic, norm, seed + 700);
+            check(&crown_net(seed), Method::Symbolic, norm, seed + 800);
             check(&crown_net(seed), Method::Ibp, norm, seed + 200);
         }
     }
@@ -310,6 +312,35 @@ fn crown_is_at_least_as_tight_as_ibp_on_every_node() {
             }
         }
     }
+}
+
+#[test]
+fn symbolic_is_at_least_as_tight_as_ibp_and_often_tighter() {
+    let mut tighter = 0;
+    for seed in 0..6 {
+        for g in [crown_net(seed), random_conv_net(seed)] {
+            let mut r = StdRng::seed_from_u64(seed + 40);
+            let set = region_set(&g, &mut r, Norm::Linf);
+            for soundness in [Soundness::Real, Soundness::Float32] {
+                let region = Region::of(&set, soundness);
+                let bounds = |m| propagate(&g, &region, &BoundConfig::new(m, soundness)).unwrap();
+                let (ibp, sym) = (bounds(Method::Ibp), bounds(Method::Symbolic));
+                for (a, b) in sym.nodes.iter().zip(&ibp.nodes) {
+                    assert!(a.lo.iter().zip(&b.lo).all(|(x, y)| x >= y));
+                    assert!(a.hi.iter().zip(&b.hi).all(|(x, y)| x <= y));
+                }
+                let width = |nb: &nncert_bounds::NetworkBounds| {
+                    let o = &nb.nodes[g.output];
+                    o.hi.iter().zip(&o.lo).map(|(h, l)| h - l).sum::<f64>()
+                };
+                tighter += (width(&sym) < width(&ibp) * 0.999) as usize;
+            }
+        }
+    }
+    assert!(
+        tighter >= 12,
+        "symbolic intervals tightened the output on only {tighter} of 24 cases"
+    );
 }
 
 /// Real mode is checked against the f64 reference: it claims real arithmetic only.
@@ -519,7 +550,7 @@ fn every_transfer_function_is_sound_on_every_corner() {
                     Method::AlphaCrown,
                 ]
             } else {
-                &[Method::Ibp]
+                &[Method::Ibp, Method::Symbolic]
             };
             for &m in methods {
                 check(&g, m, Norm::Linf, seed);
@@ -558,7 +589,12 @@ fn deep_relu_net_with_unstable_neurons() {
             vec![id],
         )
         .unwrap();
-        for m in [Method::Crown, Method::FastLin, Method::AlphaCrown] {
+        for m in [
+            Method::Crown,
+            Method::FastLin,
+            Method::AlphaCrown,
+            Method::Symbolic,
+        ] {
             check(&g, m, Norm::Linf, seed);
         }
     }

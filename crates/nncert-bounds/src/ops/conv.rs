@@ -83,16 +83,7 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
     let mut a_in = vec![0.0; s * in_len];
     for g in 0..c.groups {
-        // Input index of each (kernel tap, output position) of this group, usize::MAX for padding.
-        let mut taps = vec![usize::MAX; k * p];
-        for (t, slot) in taps.chunks_mut(p).enumerate() {
-            let (icl, ky, kx) = (t / (kh * kw), t / kw % kh, t % kw);
-            for (pos, v) in slot.iter_mut().enumerate() {
-                if let Some(i) = c.input_index(g * icg + icl, ky, kx, pos / ow, pos % ow) {
-                    *v = i;
-                }
-            }
-        }
+        let taps = tap_table(c, g);
         let coeff = |si: usize, o: usize, pos: usize| a[si * out_n + (g * ocg + o) * p + pos];
         let active: Vec<(usize, usize)> = (0..s)
             .flat_map(|si| (0..p).map(move |pos| (si, pos)))
@@ -122,4 +113,22 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
         }
     }
     (a_in, cst)
+}
+
+/// Input index of each (kernel tap, output position) of group `g`,
+/// `[icg·kh·kw, oh·ow]`, usize::MAX where the tap reads padding.
+pub(crate) fn tap_table(c: &ConvCall, g: usize) -> Vec<usize> {
+    let (_, oh, ow) = c.out_chw;
+    let (icg, kh, kw) = kernel(c);
+    let p = oh * ow;
+    let mut taps = vec![usize::MAX; icg * kh * kw * p];
+    for (t, slot) in taps.chunks_mut(p).enumerate() {
+        let (icl, ky, kx) = (t / (kh * kw), t / kw % kh, t % kw);
+        for (pos, v) in slot.iter_mut().enumerate() {
+            if let Some(i) = c.input_index(g * icg + icl, ky, kx, pos / ow, pos % ow) {
+                *v = i;
+            }
+        }
+    }
+    taps
 }

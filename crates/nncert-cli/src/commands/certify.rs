@@ -18,6 +18,8 @@ use std::time::Instant;
 pub enum MethodArg {
     /// Interval bound propagation.
     Ibp,
+    /// Symbolic intervals (ReluVal/Neurify): forward linear bounds in the input.
+    Symbolic,
     /// Fast-Lin: back-substitution, parallel ReLU slopes.
     Fastlin,
     /// CROWN / CNN-Cert-Ada: back-substitution, adaptive ReLU slopes.
@@ -30,6 +32,7 @@ impl MethodArg {
     fn method(self) -> Method {
         match self {
             MethodArg::Ibp => Method::Ibp,
+            MethodArg::Symbolic => Method::Symbolic,
             MethodArg::Fastlin => Method::FastLin,
             MethodArg::Crown => Method::Crown,
             MethodArg::AlphaCrown => Method::AlphaCrown,
