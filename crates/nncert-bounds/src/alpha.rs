@@ -41,7 +41,10 @@ pub(crate) fn optimise(
             r => r?,
         };
         best.iter_mut().zip(&lb).for_each(|(b, &v)| *b = b.max(v));
-        if last {
+        let reached = cfg
+            .alpha_stop_above
+            .is_some_and(|t| best.iter().all(|&b| b > t));
+        if last || reached {
             break;
         }
         let grads = gradient(g, nb, region, &trace, s);

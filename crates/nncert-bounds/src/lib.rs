@@ -30,6 +30,8 @@ pub enum Method {
     Ibp,
     /// Symbolic intervals (ReluVal / Neurify): forward linear bounds in the input.
     Symbolic,
+    /// Zonotopes (DeepZ): affine forms over noise symbols, one fresh per relaxed neuron.
+    DeepZ,
     FastLin,
     Crown,
     /// CROWN with the output bound's ReLU slopes optimised (Xu et al. 2021).
@@ -41,6 +43,7 @@ impl Method {
         match self {
             Method::Ibp => "ibp",
             Method::Symbolic => "symbolic",
+            Method::DeepZ => "deepz",
             Method::FastLin => "fastlin",
             Method::Crown => "crown",
             Method::AlphaCrown => "alpha-crown",
@@ -56,6 +59,9 @@ pub struct BoundConfig {
     pub deadline: Deadline,
     /// α-CROWN: Adam steps on the slopes (the best bound seen is kept).
     pub alpha_iterations: usize,
+    /// α-CROWN stops early once every row's bound exceeds this (a verdict
+    /// needs no tighter bound); None runs every iteration.
+    pub alpha_stop_above: Option<f64>,
     /// Intersect back-substitution bounds with IBP's (tighter; the default).
     /// Off: back-substitution bounds replace IBP's where it refines (every
     /// neuron of a layer more than 90% unstable), and the output bound is
@@ -71,6 +77,7 @@ impl BoundConfig {
             soundness,
             deadline: Deadline::none(),
             alpha_iterations: 20,
+            alpha_stop_above: None,
             intersect_ibp: true,
         }
     }
@@ -85,7 +92,7 @@ pub enum BoundsError {
         node: String,
         hint: &'static str,
     },
-    #[error("symbolic intervals would need {entries} coefficients at node `{node}`; use crown")]
+    #[error("symbolic intervals / zonotopes would need {entries} coefficients at node `{node}`; use crown")]
     TooLarge { node: String, entries: usize },
     #[error("the deadline passed during bound propagation")]
     Timeout,

@@ -5,7 +5,7 @@ use crate::fp::{down, gamma, Soundness, U64};
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone, Slopes};
 use crate::ops::{conv, elementwise, linear, pool, shape};
-use crate::symbolic::{self, SymBounds};
+use crate::symbolic::{self, Domain, SymBounds};
 use crate::{alpha, BoundConfig, BoundsError, Method};
 use nncert_model::forward::ConvCall;
 use nncert_model::{BinaryKind, Graph, NodeId, Op};
@@ -19,8 +19,8 @@ pub struct NetworkBounds {
     /// Per node: radius by which float32 (and the analyser) may move a value
     /// beyond the real-arithmetic bound; empty in real mode or for exact ops.
     pub err: Vec<Vec<f64>>,
-    /// Symbolic intervals only: the output's lower and upper input functions.
-    pub symbolic_output: Option<SymBounds>,
+    /// Symbolic intervals and zonotopes: the output's functions.
+    pub symbolic_output: Option<(Domain, SymBounds)>,
 }
 
 type Result<T> = std::result::Result<T, BoundsError>;
@@ -212,7 +212,12 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         err: Vec::with_capacity(g.nodes.len()),
         symbolic_output: None,
     };
-    let mut sym = (cfg.method == Method::Symbolic).then(|| SymbolicPass::new(g));
+    let domain = match cfg.method {
+        Method::Symbolic => Some(Domain::Symbolic),
+        Method::DeepZ => Some(Domain::Zonotope),
+        _ => None,
+    };
+    let mut sym = domain.map(|d| SymbolicPass::new(g, d, region.bbox.len()));
     for id in 0..g.nodes.len() {
         if cfg.deadline.expired() {
             return Err(BoundsError::Timeout);
@@ -245,7 +250,7 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         }
     }
     if let Some(mut sym) = sym {
-        nb.symbolic_output = sym.funcs[g.output].take();
+        nb.symbolic_output = sym.funcs[g.output].take().map(|f| (sym.domain, f));
     }
     Ok(nb)
 }
@@ -253,6 +258,9 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
 /// Symbolic intervals alongside IBP: each node's functions, concretised and
 /// intersected with its IBP bounds; functions are dropped after their last reader.
 struct SymbolicPass {
+    domain: Domain,
+    /// Variables so far: the input's coordinates, then fresh zonotope symbols.
+    vars: usize,
     funcs: Vec<Option<SymBounds>>,
     /// Per node, its magnitude `Σ|c|·max|x| + |c₀|` (for the rounding charges).
     mags: Vec<Vec<f64>>,
@@ -260,13 +268,15 @@ struct SymbolicPass {
 }
 
 impl SymbolicPass {
-    fn new(g: &Graph) -> Self {
+    fn new(g: &Graph, domain: Domain, input_len: usize) -> Self {
         let mut last_use: Vec<NodeId> = (0..g.nodes.len()).collect();
         for (id, n) in g.nodes.iter().enumerate() {
             n.inputs.iter().for_each(|&k| last_use[k] = id);
         }
         last_use[g.output] = usize::MAX;
         SymbolicPass {
+            domain,
+            vars: input_len,
             funcs: vec![None; g.nodes.len()],
             mags: vec![Vec::new(); g.nodes.len()],
             last_use,
@@ -282,12 +292,13 @@ impl SymbolicPass {
         cfg: &BoundConfig,
     ) -> Result<()> {
         let inputs = &g.nodes[id].inputs;
-        let d = region.bbox.len();
         let funcs = &self.funcs;
         let mut f = symbolic::step(
             g,
             id,
-            d,
+            self.domain,
+            &region.bbox,
+            &mut self.vars,
             |k| funcs[inputs[k]].as_ref().expect("inputs come first"),
             |k| &nb.nodes[inputs[k]],
         )?;
@@ -308,7 +319,10 @@ impl SymbolicPass {
                 f.widen(&nb.err[id]);
             }
         }
-        let (iv, mag) = f.concretize(&region.bbox, sound);
+        let (iv, mag) = f.concretize(
+            &symbolic::variable_box(self.domain, region, f.rows()),
+            sound,
+        );
         nb.nodes[id] = nb.nodes[id].intersect(&iv);
         self.mags[id] = mag;
         self.funcs[id] = Some(f);
@@ -375,9 +389,10 @@ pub fn lower_bounds(
         return Ok(ibp);
     }
     // Both are sound; CROWN is usually, not always, the tighter one.
-    let crown = if let Some(f) = &nb.symbolic_output {
+    let crown = if let Some((domain, f)) = &nb.symbolic_output {
         let sound = cfg.soundness == Soundness::Float32;
-        symbolic::spec_lower(f, spec, rows, &region.bbox, sound)
+        let vars = symbolic::variable_box(*domain, region, f.rows());
+        symbolic::spec_lower(f, spec, rows, &vars, sound)
     } else if cfg.method == Method::AlphaCrown {
         alpha::optimise(g, nb, region, cfg, spec, rows)?
     } else {

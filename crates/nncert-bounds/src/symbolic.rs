@@ -6,13 +6,20 @@
 //! symbolic linear relaxation). Concrete bounds come from minimising `L` and
 //! maximising `U` over the input box, intersected with IBP.
 //!
-//! Layout: `[d + 1, n]`, one row per input coordinate and a last row for the
+//! Zonotopes (DeepZ, Singh et al. 2018) share the machinery: the variables
+//! are noise symbols in [−1, 1] instead of input coordinates (the input box
+//! is `mid + rad·ε`), and a relaxed op adds a fresh symbol per relaxed
+//! element: `relu(z) = λz + μ + μ·ε_new` with λ = u/(u − l), μ = −λl/2. Nodes
+//! keep a lower and an upper function (equal without float32 charges), so
+//! float32 error radii widen them as for symbolic intervals.
+//!
+//! Layout: `[m + 1, n]`, one row per variable and a last row for the
 //! constant, so positive linear ops (pooling, shape ops) are the ordinary
-//! kernels on a batch of d + 1. Cost and memory grow with n·d, which is why
-//! this is the cheap domain for small inputs (ACAS Xu) and not for images.
+//! kernels on a batch of m + 1. Cost and memory grow with n·m, which is why
+//! these are the cheap domains for small inputs (ACAS Xu) and not for images.
 
 use crate::fp::{affine_error, down, gamma, up, U64};
-use crate::interval::Interval;
+use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone};
 use crate::ops::{conv, elementwise, linear, pool, shape};
 use crate::propagate::monotone;
@@ -23,7 +30,16 @@ use nncert_model::{kernels, BinaryKind, Graph, NodeId, Op, Tensor};
 /// Largest `(d + 1)·n` one node's two functions may take (2 × 2²⁶ f64 = 1 GiB).
 const MAX_ENTRIES: usize = 1 << 26;
 
-/// Lower and upper linear functions of the input for every element of a node.
+/// The variables of the linear functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Symbolic intervals: the input coordinates.
+    Symbolic,
+    /// Zonotopes: noise symbols in [−1, 1], a fresh one per relaxed element.
+    Zonotope,
+}
+
+/// Lower and upper linear functions of the variables for every element of a node.
 #[derive(Clone, Debug)]
 pub struct SymBounds {
     pub lo: Vec<f64>,
@@ -33,7 +49,7 @@ pub struct SymBounds {
 }
 
 impl SymBounds {
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.lo.len() / self.n
     }
 
@@ -59,25 +75,69 @@ impl SymBounds {
         }
     }
 
-    fn constant(v: &[f64], d: usize) -> SymBounds {
-        let mut lo = vec![0.0; d * v.len()];
-        lo.extend_from_slice(v);
+    /// The input box as a zonotope: `mid + rad·ε`, one symbol per coordinate.
+    fn box_zonotope(b: &Interval) -> SymBounds {
+        let d = b.len();
+        let mut lo = vec![0.0; (d + 1) * d];
+        for j in 0..d {
+            lo[j * d + j] = 0.5 * (b.hi[j] - b.lo[j]);
+            lo[d * d + j] = 0.5 * (b.hi[j] + b.lo[j]);
+        }
         SymBounds {
             hi: lo.clone(),
             lo,
+            n: d,
+        }
+    }
+
+    /// A constant: no variable rows (padded on demand).
+    fn constant(v: &[f64]) -> SymBounds {
+        SymBounds {
+            lo: v.to_vec(),
+            hi: v.to_vec(),
             n: v.len(),
         }
     }
 
-    /// Concrete bounds over the box, rounded outward, and each element's
-    /// magnitude `Σ|c|·max|x| + |c₀|` (over both functions).
+    /// The same functions over `m` variables (m ≥ the current count): the new
+    /// variables, which this node does not depend on, get zero rows.
+    fn padded(&self, m: usize) -> SymBounds {
+        let (n, have) = (self.n, self.rows() - 1);
+        let widen = |v: &[f64]| {
+            let mut out = v[..have * n].to_vec();
+            out.resize(m * n, 0.0);
+            out.extend_from_slice(&v[have * n..]);
+            out
+        };
+        SymBounds {
+            lo: widen(&self.lo),
+            hi: widen(&self.hi),
+            n,
+        }
+    }
+
+    /// Appends fresh variables `first..first + k`, one per `(element, coefficient)`,
+    /// in both functions (`first` ≥ the current count; rows between are zero).
+    fn with_fresh(&self, first: usize, fresh: &[(usize, f64)]) -> SymBounds {
+        let n = self.n;
+        let mut out = self.padded(first + fresh.len());
+        for (k, &(j, c)) in fresh.iter().enumerate() {
+            out.lo[(first + k) * n + j] = c;
+            out.hi[(first + k) * n + j] = c;
+        }
+        out
+    }
+
+    /// Concrete bounds over the variables' box `b` (its first `rows − 1`
+    /// entries), rounded outward, and each element's magnitude
+    /// `Σ|c|·max|x| + |c₀|` (over both functions).
     pub fn concretize(&self, b: &Interval, sound: bool) -> (Interval, Vec<f64>) {
         let (n, d) = (self.n, self.rows() - 1);
-        let xmax: Vec<f64> =
-            b.lo.iter()
-                .zip(&b.hi)
-                .map(|(l, h)| l.abs().max(h.abs()))
-                .collect();
+        let xmax: Vec<f64> = b.lo[..d]
+            .iter()
+            .zip(&b.hi)
+            .map(|(l, h)| l.abs().max(h.abs()))
+            .collect();
         let mut lo = self.lo[d * n..].to_vec();
         let mut hi = self.hi[d * n..].to_vec();
         let mut mag_lo: Vec<f64> = lo.iter().map(|v| v.abs()).collect();
@@ -184,27 +244,36 @@ impl SymBounds {
     }
 }
 
-/// Symbolic bounds of node `id` from its inputs'. `x(k)` is the concrete
-/// (already intersected) interval of input k, `sym(k)` its functions.
+/// The functions of node `id` from its inputs'. `x(k)` is the concrete
+/// (already intersected) interval of input k, `sym(k)` its functions;
+/// `vars` counts the variables so far (fresh zonotope symbols add to it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn step<'s>(
     g: &Graph,
     id: NodeId,
-    d: usize,
+    domain: Domain,
+    input_box: &Interval,
+    vars: &mut usize,
     sym: impl Fn(usize) -> &'s SymBounds,
     x: impl Fn(usize) -> &'s Interval,
 ) -> Result<SymBounds, BoundsError> {
     let node = &g.nodes[id];
     let n: usize = node.shape.iter().product();
-    if n.saturating_mul(d + 1) > MAX_ENTRIES {
+    let entries = n.saturating_mul(*vars + 1);
+    if entries > MAX_ENTRIES {
         return Err(BoundsError::TooLarge {
             node: node.name.clone(),
-            entries: n.saturating_mul(d + 1),
+            entries,
         });
     }
+    // Inputs over the same variables (constants and older branches have fewer).
+    let m = *vars;
+    let arg = |k: usize| sym(k).padded(m);
     let in_shape = |k: usize| g.nodes[node.inputs[k]].shape.as_slice();
     Ok(match &node.op {
-        Op::Input => SymBounds::identity(d),
-        Op::Constant(t) => SymBounds::constant(&f64s(t), d),
+        Op::Input if domain == Domain::Symbolic => SymBounds::identity(input_box.len()),
+        Op::Input => SymBounds::box_zonotope(input_box),
+        Op::Constant(t) => SymBounds::constant(&f64s(t)),
         Op::Linear { weight, bias } => linear_step(sym(0), weight, bias.as_ref()),
         Op::Conv2d { .. } => conv_step(sym(0), &ConvCall::of(g, id).expect("conv")),
         Op::Affine { scale, shift } => sym(0).scaled(
@@ -223,7 +292,7 @@ pub(crate) fn step<'s>(
             sym(0).scaled(|j| s[j], |j| t[j])
         }
         Op::Binary(kind @ (BinaryKind::Add | BinaryKind::Sub)) if in_shape(0) == in_shape(1) => {
-            let (a, b) = (sym(0), sym(1));
+            let (a, b) = (&arg(0), &arg(1));
             let (blo, bhi, sign) = match kind {
                 BinaryKind::Add => (&b.lo, &b.hi, 1.0),
                 _ => (&b.hi, &b.lo, -1.0),
@@ -239,28 +308,38 @@ pub(crate) fn step<'s>(
                 Op::LeakyRelu { alpha } => alpha as f64,
                 _ => 0.0,
             };
-            relu_step(sym(0), x(0), leak, g, id)?
+            if !(0.0..=1.0).contains(&leak) {
+                return Err(BoundsError::Unsupported {
+                    method: domain_name(domain),
+                    op: node.op.name(),
+                    node: node.name.clone(),
+                    hint: " with a negative-side slope outside [0, 1]",
+                });
+            }
+            match domain {
+                Domain::Symbolic => relu_step(sym(0), x(0), leak),
+                Domain::Zonotope => relu_zonotope(&arg(0), x(0), leak, vars),
+            }
         }
-        op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => s_shaped_step(sym(0), x(0), monotone(op)),
+        op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => match domain {
+            Domain::Symbolic => s_shaped_step(sym(0), x(0), monotone(op)),
+            Domain::Zonotope => s_shaped_zonotope(&arg(0), x(0), monotone(op), vars),
+        },
         Op::MaxPool2d { window } => {
             let lines = pool::max_lines(x(0), in_shape(0), window);
             let best: Vec<Option<usize>> = lines.iter().map(|&(b, _)| Some(b)).collect();
-            let mut out = sym(0).gathered(&best, 0.0);
-            let c = d * n;
-            for (o, &(_, top)) in lines.iter().enumerate() {
-                if let Some(top) = top {
-                    (0..d).for_each(|r| out.hi[r * n + o] = 0.0);
-                    out.hi[c + o] = top;
-                }
-            }
-            out
+            let out = arg(0).gathered(&best, 0.0);
+            max_pool_step(out, x(0), &lines, domain, vars)
         }
         Op::AvgPool2d {
             window,
             count_include_pad,
-        } => sym(0).map(n, |v| {
-            kernels::avg_pool(v, in_shape(0), window, *count_include_pad, d + 1)
-        }),
+        } => {
+            let rows = sym(0).rows();
+            sym(0).map(n, |v| {
+                kernels::avg_pool(v, in_shape(0), window, *count_include_pad, rows)
+            })
+        }
         Op::Reshape => sym(0).clone(),
         Op::Transpose { perm } => {
             let map: Vec<Option<usize>> = shape::transpose_map(in_shape(0), perm)
@@ -276,11 +355,11 @@ pub(crate) fn step<'s>(
         Op::Concat { axis } => {
             let shapes: Vec<&[usize]> = (0..node.inputs.len()).map(in_shape).collect();
             let map = shape::concat_map(&shapes, *axis);
-            let rows = d + 1;
+            let parts: Vec<SymBounds> = (0..node.inputs.len()).map(arg).collect();
             let pick = |f: fn(&SymBounds) -> &Vec<f64>| {
-                (0..rows)
+                (0..=m)
                     .flat_map(|r| map.iter().map(move |&(k, i)| (r, k, i)))
-                    .map(|(r, k, i)| f(sym(k))[r * sym(k).n + i])
+                    .map(|(r, k, i)| f(&parts[k])[r * parts[k].n + i])
                     .collect()
             };
             SymBounds {
@@ -291,7 +370,7 @@ pub(crate) fn step<'s>(
         }
         Op::Binary(_) => {
             return Err(BoundsError::Unsupported {
-                method: "symbolic",
+                method: domain_name(domain),
                 op: node.op.name(),
                 node: node.name.clone(),
                 hint: "; canonicalise the model first",
@@ -338,6 +417,18 @@ pub(crate) fn rounding_radius(g: &Graph, id: NodeId, mag: impl Fn(usize) -> Inte
             mag(0).hi.iter().map(|m| affine_error(2.0 * m, 2)).collect()
         }
         _ => Vec::new(),
+    }
+}
+
+/// The box the variables of functions with `rows` rows range over: the
+/// input region's box, or [−1, 1] per zonotope symbol.
+pub(crate) fn variable_box(domain: Domain, region: &Region, rows: usize) -> Interval {
+    match domain {
+        Domain::Symbolic => region.bbox.clone(),
+        Domain::Zonotope => Interval {
+            lo: vec![-1.0; rows - 1],
+            hi: vec![1.0; rows - 1],
+        },
     }
 }
 
@@ -440,22 +531,8 @@ fn conv_step(x: &SymBounds, c: &ConvCall) -> SymBounds {
 
 /// Neurify's relaxation of (leaky) ReLU with concrete input bounds [l, u]:
 /// leaky(z) = a·z + (1 − a)·relu(z), and λ·L ≤ relu(z) ≤ λ·(U − l).
-fn relu_step(
-    x: &SymBounds,
-    b: &Interval,
-    leak: f64,
-    g: &Graph,
-    id: NodeId,
-) -> Result<SymBounds, BoundsError> {
-    if !(0.0..=1.0).contains(&leak) {
-        return Err(BoundsError::Unsupported {
-            method: "symbolic",
-            op: g.nodes[id].op.name(),
-            node: g.nodes[id].name.clone(),
-            hint: " with a negative-side slope outside [0, 1]",
-        });
-    }
-    Ok(x.lines(|j| {
+fn relu_step(x: &SymBounds, b: &Interval, leak: f64) -> SymBounds {
+    x.lines(|j| {
         let (l, u) = (b.lo[j], b.hi[j]);
         if l >= 0.0 {
             (1.0, 0.0, 1.0, 0.0)
@@ -466,7 +543,97 @@ fn relu_step(
             let s = leak + (1.0 - leak) * lambda;
             (s, 0.0, s, -(1.0 - leak) * lambda * l)
         }
-    }))
+    })
+}
+
+/// DeepZ's ReLU: for unstable z ∈ [l, u], relu(z) ∈ [λz, λz + 2μ], written
+/// `λz + μ + μ·ε_new`; leaky(z) = a·z + (1 − a)·relu(z).
+fn relu_zonotope(x: &SymBounds, b: &Interval, leak: f64, vars: &mut usize) -> SymBounds {
+    let params: Vec<(f64, f64, f64)> = (0..x.n)
+        .map(|j| {
+            let (l, u) = (b.lo[j], b.hi[j]);
+            if l >= 0.0 {
+                (1.0, 0.0, 0.0)
+            } else if u <= 0.0 {
+                (leak, 0.0, 0.0)
+            } else {
+                let lambda = u / (u - l);
+                let mu = -(1.0 - leak) * 0.5 * lambda * l;
+                (leak + (1.0 - leak) * lambda, mu, mu)
+            }
+        })
+        .collect();
+    with_fresh_symbols(x, &params, vars)
+}
+
+/// DeepZ's S-shaped rule: λ = min(f′(l), f′(u)) makes f(z) − λz increasing
+/// on [l, u] (f′ is unimodal), so f(z) = λz + μ₁ + μ₂·ε_new.
+fn s_shaped_zonotope(x: &SymBounds, b: &Interval, f: Monotone, vars: &mut usize) -> SymBounds {
+    let params: Vec<(f64, f64, f64)> = (0..x.n)
+        .map(|j| {
+            let (l, u) = (b.lo[j], b.hi[j]);
+            let lambda = f.derivative(l).min(f.derivative(u)).max(0.0);
+            let (gl, gu) = (f.eval(l) - lambda * l, f.eval(u) - lambda * u);
+            // Margin for libm and the f64 arithmetic here.
+            let m = 1e-12 * (1.0 + gl.abs() + gu.abs());
+            (lambda, 0.5 * (gl + gu), 0.5 * (gu - gl) + m)
+        })
+        .collect();
+    with_fresh_symbols(x, &params, vars)
+}
+
+/// Per element `s·z + c + μ·ε_new` from `(s, c, μ)`, s ≥ 0; a fresh symbol
+/// for every element with μ > 0.
+fn with_fresh_symbols(x: &SymBounds, params: &[(f64, f64, f64)], vars: &mut usize) -> SymBounds {
+    let scaled = x.lines(|j| (params[j].0, params[j].1, params[j].0, params[j].1));
+    let fresh: Vec<(usize, f64)> = params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.2 > 0.0)
+        .map(|(j, p)| (j, p.2))
+        .collect();
+    let out = scaled.with_fresh(*vars, &fresh);
+    *vars += fresh.len();
+    out
+}
+
+/// Max pooling after gathering each window's best input: exact where that
+/// input dominates; elsewhere the upper function becomes the constant top
+/// (symbolic) or the output becomes `[l_best, top]` as a fresh symbol (zonotope).
+fn max_pool_step(
+    mut out: SymBounds,
+    x: &Interval,
+    lines: &[(usize, Option<f64>)],
+    domain: Domain,
+    vars: &mut usize,
+) -> SymBounds {
+    let (n, rows) = (out.n, out.rows());
+    let mut fresh = Vec::new();
+    for (o, &(best, top)) in lines.iter().enumerate() {
+        let Some(top) = top else { continue };
+        (0..rows - 1).for_each(|r| out.hi[r * n + o] = 0.0);
+        out.hi[(rows - 1) * n + o] = top;
+        if domain == Domain::Zonotope {
+            let mid = 0.5 * (x.lo[best] + top);
+            (0..rows - 1).for_each(|r| out.lo[r * n + o] = 0.0);
+            out.lo[(rows - 1) * n + o] = mid;
+            out.hi[(rows - 1) * n + o] = mid;
+            fresh.push((o, up(up(top - mid).max(up(mid - x.lo[best])))));
+        }
+    }
+    if fresh.is_empty() {
+        return out;
+    }
+    let out = out.with_fresh(*vars, &fresh);
+    *vars += fresh.len();
+    out
+}
+
+fn domain_name(d: Domain) -> &'static str {
+    match d {
+        Domain::Symbolic => "symbolic",
+        Domain::Zonotope => "deepz",
+    }
 }
 
 /// CNN-Cert-Ada's lines for S-shaped functions (non-negative slopes).

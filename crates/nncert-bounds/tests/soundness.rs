@@ -288,6 +288,8 @@ fn ibp_bounds_hold_for_every_float32_engine() {
             check(&random_conv_net(seed), Method::AlphaCrown, norm, seed + 600);
             check(&random_conv_net(seed), Method::Symbolic, norm, seed + 700);
             check(&crown_net(seed), Method::Symbolic, norm, seed + 800);
+            check(&random_conv_net(seed), Method::DeepZ, norm, seed + 900);
+            check(&crown_net(seed), Method::DeepZ, norm, seed + 1000);
             check(&crown_net(seed), Method::Ibp, norm, seed + 200);
         }
     }
@@ -315,7 +317,13 @@ fn crown_is_at_least_as_tight_as_ibp_on_every_node() {
 }
 
 #[test]
-fn symbolic_is_at_least_as_tight_as_ibp_and_often_tighter() {
+fn symbolic_and_deepz_are_at_least_as_tight_as_ibp_and_often_tighter() {
+    for method in [Method::Symbolic, Method::DeepZ] {
+        forward_domain_beats_ibp(method);
+    }
+}
+
+fn forward_domain_beats_ibp(method: Method) {
     let mut tighter = 0;
     for seed in 0..6 {
         for g in [crown_net(seed), random_conv_net(seed)] {
@@ -324,7 +332,7 @@ fn symbolic_is_at_least_as_tight_as_ibp_and_often_tighter() {
             for soundness in [Soundness::Real, Soundness::Float32] {
                 let region = Region::of(&set, soundness);
                 let bounds = |m| propagate(&g, &region, &BoundConfig::new(m, soundness)).unwrap();
-                let (ibp, sym) = (bounds(Method::Ibp), bounds(Method::Symbolic));
+                let (ibp, sym) = (bounds(Method::Ibp), bounds(method));
                 for (a, b) in sym.nodes.iter().zip(&ibp.nodes) {
                     assert!(a.lo.iter().zip(&b.lo).all(|(x, y)| x >= y));
                     assert!(a.hi.iter().zip(&b.hi).all(|(x, y)| x <= y));
@@ -339,7 +347,8 @@ fn symbolic_is_at_least_as_tight_as_ibp_and_often_tighter() {
     }
     assert!(
         tighter >= 12,
-        "symbolic intervals tightened the output on only {tighter} of 24 cases"
+        "{} tightened the output on only {tighter} of 24 cases",
+        method.name()
     );
 }
 
@@ -548,9 +557,11 @@ fn every_transfer_function_is_sound_on_every_corner() {
                     Method::FastLin,
                     Method::Crown,
                     Method::AlphaCrown,
+                    Method::Symbolic,
+                    Method::DeepZ,
                 ]
             } else {
-                &[Method::Ibp, Method::Symbolic]
+                &[Method::Ibp, Method::Symbolic, Method::DeepZ]
             };
             for &m in methods {
                 check(&g, m, Norm::Linf, seed);
@@ -594,6 +605,7 @@ fn deep_relu_net_with_unstable_neurons() {
             Method::FastLin,
             Method::AlphaCrown,
             Method::Symbolic,
+            Method::DeepZ,
         ] {
             check(&g, m, Norm::Linf, seed);
         }

@@ -144,11 +144,14 @@ fn vnncomp_sat_writes_a_witness_that_violates_the_spec() {
 /// y = relu(x₀) + relu(x₁) − relu(x₀ + x₁) ≥ 0 (ReLU is subadditive), but on
 /// [−1, 1]² no choice of lower ReLU slopes lifts the linear bound above −1
 /// (α = ½ on both is optimal): probes, CROWN and α-CROWN all leave
-/// `y ≤ −0.05` undecided. Only branching would settle it.
-fn write_undecidable_model(path: &Path) {
-    let mut g = Graph::with_input("x", vec![1, 2]);
+/// `y ≤ −0.05` undecided; input splitting settles it. `inputs − 2` further
+/// inputs are ignored (past 16 inputs nncert does not split).
+fn write_subadditive_model(path: &Path, inputs: usize) {
+    let mut g = Graph::with_input("x", vec![1, inputs]);
+    let mut w = vec![0.0; 3 * inputs];
+    (w[0], w[inputs + 1], w[2 * inputs], w[2 * inputs + 1]) = (1.0, 1.0, 1.0, 1.0);
     let hidden = Op::Linear {
-        weight: Tensor::new(vec![3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+        weight: Tensor::new(vec![3, inputs], w),
         bias: None,
     };
     let h = g.push("fc1", hidden, vec![0]).unwrap();
@@ -182,13 +185,19 @@ fn vnncomp_unsat_unknown_and_timeout() {
     std::fs::write(&far, spec("(>= Y_0 5)")).unwrap();
     assert_eq!(run(&lin, &far, "20"), "unsat\n");
     assert_eq!(run(&lin, &far, "0"), "timeout\n");
-    let (m, s) = (tmp("undecidable.onnx"), tmp("undecidable.vnnlib"));
-    write_undecidable_model(&m);
-    let box2 =
-        "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (>= X_1 -1))\n(assert (<= X_1 1))\n";
-    let decls = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n";
-    std::fs::write(&s, format!("{decls}{box2}(assert (<= Y_0 -0.05))\n")).unwrap();
-    assert_eq!(run(&m, &s, "20"), "unknown\n");
+    for (inputs, expected) in [(17, "unknown\n"), (2, "unsat\n")] {
+        let (m, s) = (tmp("subadditive.onnx"), tmp("subadditive.vnnlib"));
+        write_subadditive_model(&m, inputs);
+        let mut text = String::new();
+        for i in 0..inputs {
+            text += &format!(
+                "(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n"
+            );
+        }
+        text += "(declare-const Y_0 Real)\n(assert (<= Y_0 -0.05))\n";
+        std::fs::write(&s, text).unwrap();
+        assert_eq!(run(&m, &s, "20"), expected, "{inputs} inputs");
+    }
 }
 
 /// A model whose only node is an op nncert does not support.

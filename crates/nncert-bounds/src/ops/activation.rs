@@ -126,7 +126,7 @@ pub enum Monotone {
 }
 
 impl Monotone {
-    fn eval(self, v: f64) -> f64 {
+    pub(crate) fn eval(self, v: f64) -> f64 {
         match self {
             Monotone::Sigmoid => 1.0 / (1.0 + (-v).exp()),
             Monotone::Tanh => v.tanh(),
@@ -134,7 +134,7 @@ impl Monotone {
         }
     }
 
-    fn derivative(self, v: f64) -> f64 {
+    pub(crate) fn derivative(self, v: f64) -> f64 {
         match self {
             Monotone::Sigmoid => {
                 let s = self.eval(v);

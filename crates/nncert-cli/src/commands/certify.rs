@@ -20,6 +20,8 @@ pub enum MethodArg {
     Ibp,
     /// Symbolic intervals (ReluVal/Neurify): forward linear bounds in the input.
     Symbolic,
+    /// Zonotopes (DeepZ).
+    Deepz,
     /// Fast-Lin: back-substitution, parallel ReLU slopes.
     Fastlin,
     /// CROWN / CNN-Cert-Ada: back-substitution, adaptive ReLU slopes.
@@ -33,6 +35,7 @@ impl MethodArg {
         match self {
             MethodArg::Ibp => Method::Ibp,
             MethodArg::Symbolic => Method::Symbolic,
+            MethodArg::Deepz => Method::DeepZ,
             MethodArg::Fastlin => Method::FastLin,
             MethodArg::Crown => Method::Crown,
             MethodArg::AlphaCrown => Method::AlphaCrown,
@@ -187,6 +190,8 @@ pub fn certify_images(
     let cg = prepare(g, soundness)?;
     let cfg = BoundConfig {
         intersect_ibp: !a.no_ibp_intersection,
+        // Certified once every margin is positive: α-CROWN may stop there.
+        alpha_stop_above: Some(0.0),
         ..BoundConfig::new(a.method.method(), soundness)
     };
     let ball = |eps| Ball {

@@ -2,10 +2,13 @@
 //!
 //! Answers `sat` when a probe (box centre, corners, random points) is a
 //! counterexample on the f64 reference and every float32 engine, `unsat` when
-//! sound-mode CROWN bounds exclude the unsafe outputs, otherwise `unknown`
-//! (complete verification: issue 4), or `timeout` once the deadline passes.
+//! sound-mode bounds exclude the unsafe outputs — by CROWN then α-CROWN on
+//! the whole box, or, for inputs of at most 16 dimensions, by input-space
+//! branch and bound (`input_split`) — otherwise `unknown` (ReLU branching:
+//! issue 4), or `timeout` once the deadline passes.
 
 use super::certify::prepare;
+use super::input_split::{prove_by_splitting, Models, SplitOutcome, MAX_SPLIT_DIM};
 use crate::{existing, CliResult, UserError};
 use clap::Args;
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
@@ -88,12 +91,49 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
             }
         }
     }
+    if g.input_len() <= MAX_SPLIT_DIM {
+        return by_splitting(&g, &engines, &p, deadline);
+    }
     match proved_unsat(&g, &p, deadline) {
         Ok(true) => Ok(VnnResult::Unsat),
         Ok(false) => Ok(VnnResult::Unknown),
         Err(nncert_bounds::BoundsError::Timeout) => Ok(VnnResult::Timeout),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Every case by input splitting: the first counterexample wins; any case
+/// left open makes the answer `unknown`.
+fn by_splitting(
+    g: &Graph,
+    engines: &[Engine],
+    p: &Property,
+    deadline: Deadline,
+) -> CliResult<VnnResult> {
+    let cg = prepare(g, Soundness::Float32)?;
+    let cfg = BoundConfig {
+        deadline,
+        ..BoundConfig::new(Method::Crown, Soundness::Float32)
+    };
+    let m = Models {
+        executed: g,
+        bounded: &cg,
+        engines,
+    };
+    let mut open = false;
+    for case in &p.cases {
+        match prove_by_splitting(&m, p, case, &cfg, deadline)? {
+            SplitOutcome::Proved => {}
+            SplitOutcome::Counterexample(r) => return Ok(r),
+            SplitOutcome::Timeout => return Ok(VnnResult::Timeout),
+            SplitOutcome::Unknown => open = true,
+        }
+    }
+    Ok(if open {
+        VnnResult::Unknown
+    } else {
+        VnnResult::Unsat
+    })
 }
 
 /// Whether sound-mode CROWN (then α-CROWN where CROWN falls short) shows
@@ -131,7 +171,7 @@ fn proved_unsat(
 }
 
 /// The float32 value nearest to `v` inside `[lo, hi]`, if one exists.
-fn f32_inside(v: f64, lo: f64, hi: f64) -> Option<f32> {
+pub(super) fn f32_inside(v: f64, lo: f64, hi: f64) -> Option<f32> {
     let mut f = v as f32;
     if (f as f64) < lo {
         f = f.next_up();
@@ -176,7 +216,7 @@ fn probe_points(b: &InputBox, rng: &mut impl Rng) -> Vec<Vec<f32>> {
 
 /// The first probe that violates the property on the f64 reference and on
 /// every float32 engine (re-executed here), as a `sat` result.
-fn counterexample(
+pub(super) fn counterexample(
     g: &Graph,
     engines: &[Engine],
     p: &Property,
