@@ -2,7 +2,7 @@
 # Runs `nncert vnncomp` on every VNN-COMP 2021 instance of ../shared with a
 # per-instance timeout (default 10 s) and prints, per instance:
 #   benchmark,onnx,vnnlib,consensus,nncert_result,seconds
-# usage: bench/vnncomp_sweep.sh [TIMEOUT] > results.csv
+# usage: [BENCHMARKS="acasxu mnistfc"] bench/vnncomp_sweep.sh [TIMEOUT] > results.csv
 set -u
 T=${1:-10}
 SHARED=${NNCERT_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
@@ -11,6 +11,7 @@ OUT=$(mktemp)
 echo "benchmark,onnx,vnnlib,consensus,nncert_result,seconds"
 for dir in "$SHARED"/vnncomp2021/*/; do
   bench=$(basename "$dir")
+  if [ -n "${BENCHMARKS:-}" ] && ! [[ " $BENCHMARKS " == *" $bench "* ]]; then continue; fi
   csv=$(ls "$dir"*.csv | head -1)
   while IFS=, read -r onnx spec timeout; do
     [ -z "$onnx" ] && continue

@@ -9,6 +9,7 @@
 
 mod alpha;
 pub mod fp;
+mod gradient;
 pub mod interval;
 pub mod ops;
 mod propagate;
@@ -17,6 +18,7 @@ mod robustness;
 mod symbolic;
 
 pub use fp::Soundness;
+pub use gradient::spec_gradient;
 pub use interval::{Interval, Region};
 pub use ops::activation::Slopes;
 pub use propagate::{lower_bounds, propagate, NetworkBounds};

@@ -187,7 +187,12 @@ impl Monotone {
 /// [l, 0] with g(l) = 0, g(0) > 0, so g ≥ 0. The lower line mirrors this.
 pub fn s_shaped_relaxation(l: f64, u: f64, f: Monotone) -> (f64, f64, f64, f64) {
     let (sl, bl, su, bu) = if u - l < 1e-9 * (1.0 + l.abs().max(u.abs())) {
-        (0.0, f.eval(l), 0.0, f.eval(u))
+        // Tiny (or zero-width) ranges: the tangent at the midpoint, shifted by
+        // its worst gap |f''|·h²/2 ≤ (u − l)² (|f''| < 1 for all three); at
+        // zero width this is the derivative, which gradients rely on.
+        let (k, b) = f.tangent(0.5 * (l + u));
+        let gap = (u - l) * (u - l);
+        (k, b - gap, k, b + gap)
     } else if u <= 0.0 {
         let (a, b) = f.tangent(0.5 * (l + u));
         let (c, d) = f.chord(l, u);
@@ -271,8 +276,16 @@ mod tests {
         };
         for f in [Monotone::Sigmoid, Monotone::Tanh, Monotone::Atan] {
             for k in 0..3000 {
-                let scale = [0.01, 1.0, 8.0, 200.0][k % 4];
-                let (a, b) = ((next() * 2.0 - 1.0) * scale, (next() * 2.0 - 1.0) * scale);
+                let scale = [1e-10, 0.01, 1.0, 8.0, 200.0][k % 5];
+                let offset = if k % 5 == 0 {
+                    (next() * 2.0 - 1.0) * 4.0
+                } else {
+                    0.0
+                };
+                let (a, b) = (
+                    offset + (next() * 2.0 - 1.0) * scale,
+                    offset + (next() * 2.0 - 1.0) * scale,
+                );
                 let (l, u) = (a.min(b), a.max(b));
                 let (sl, bl, su, bu) = s_shaped_relaxation(l, u, f);
                 for i in 0..=200 {
