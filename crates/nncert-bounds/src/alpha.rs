@@ -187,7 +187,7 @@ fn relaxed_forward(
 
 /// Per row, the input point minimising `a·x` over the region: over the box,
 /// or over the norm ball when that gives the larger minimum (as `concretize`).
-fn minimisers(a: &[f64], s: usize, region: &Region) -> Vec<f64> {
+pub(crate) fn minimisers(a: &[f64], s: usize, region: &Region) -> Vec<f64> {
     let b = &region.bbox;
     let n = b.len();
     let mut out = Vec::with_capacity(s * n);
@@ -316,8 +316,14 @@ mod tests {
             let region = Region::of(&set, cfg.soundness);
             let nb = propagate(&g, &region, &cfg).unwrap();
             let spec = [1.0, -0.5];
+            // The gradient is of the bound concretised at the input (no early
+            // concretisation over intermediate intervals, which needs the IBP flag).
+            let at_input = BoundConfig {
+                intersect_ibp: false,
+                ..cfg
+            };
             let bound = |trace: &mut Trace| {
-                backsubstitute(&g, g.output, &nb, &region, &cfg, &spec, 1, trace).unwrap()[0]
+                backsubstitute(&g, g.output, &nb, &region, &at_input, &spec, 1, trace).unwrap()[0]
             };
             let mut trace = Trace {
                 alphas: initial_slopes(&g, &nb, 1),

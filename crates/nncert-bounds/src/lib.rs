@@ -8,6 +8,7 @@
 //! and for the analyser's own f64 rounding (`fp`, docs/soundness.md).
 
 mod alpha;
+mod branching;
 pub mod fp;
 mod gradient;
 pub mod interval;
@@ -17,11 +18,12 @@ pub mod radius;
 mod robustness;
 mod symbolic;
 
+pub use branching::{bound_for_branching, RowBound};
 pub use fp::Soundness;
 pub use gradient::spec_gradient;
 pub use interval::{Interval, Region};
 pub use ops::activation::Slopes;
-pub use propagate::{lower_bounds, propagate, NetworkBounds};
+pub use propagate::{lower_bounds, propagate, propagate_split, NetworkBounds, ReluSplit};
 pub use robustness::{is_certified, robustness_margins, Ball};
 
 use nncert_model::Deadline;

@@ -201,6 +201,31 @@ fn rows_to_refine(g: &Graph, id: NodeId, iv: &Interval, intersect_ibp: bool) -> 
 
 /// Bounds of every node over `region`.
 pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<NetworkBounds> {
+    Ok(propagate_split(g, region, cfg, &[], None)?.expect("without splits nothing is empty"))
+}
+
+/// A branch-and-bound decision on one ReLU neuron: element `index` of node
+/// `pre` (the ReLU's input) is ≥ 0 (`active`) or ≤ 0 on the subdomain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReluSplit {
+    pub pre: NodeId,
+    pub index: usize,
+    pub active: bool,
+}
+
+/// Bounds of every node over the part of `region` where every split holds
+/// (each clamps its neuron's interval at 0 as soon as the node is bounded,
+/// so later nodes are bounded with that neuron stable), or None when a
+/// split contradicts the bounds: that part holds no input. `resume` takes
+/// the nodes up to and including a node from the bounds of a larger
+/// subdomain (valid as they are: no split of theirs is new).
+pub fn propagate_split(
+    g: &Graph,
+    region: &Region,
+    cfg: &BoundConfig,
+    splits: &[ReluSplit],
+    resume: Option<(&NetworkBounds, NodeId)>,
+) -> Result<Option<NetworkBounds>> {
     if region.bbox.len() != g.input_len() {
         return Err(BoundsError::Dimension {
             got: region.bbox.len(),
@@ -218,7 +243,16 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
         _ => None,
     };
     let mut sym = domain.map(|d| SymbolicPass::new(g, d, region.bbox.len()));
-    for id in 0..g.nodes.len() {
+    let mut first = 0;
+    if let (Some((parent, last)), None) = (resume, &sym) {
+        nb.nodes.extend_from_slice(&parent.nodes[..=last]);
+        nb.err.extend_from_slice(&parent.err[..=last]);
+        if !apply_splits(&mut nb.nodes[last], last, splits) {
+            return Ok(None);
+        }
+        first = last + 1;
+    }
+    for id in first..g.nodes.len() {
         if cfg.deadline.expired() {
             return Err(BoundsError::Timeout);
         }
@@ -248,11 +282,30 @@ pub fn propagate(g: &Graph, region: &Region, cfg: &BoundConfig) -> Result<Networ
                 refine(g, id, &rows, &mut nb, region, cfg)?;
             }
         }
+        if !apply_splits(&mut nb.nodes[id], id, splits) {
+            return Ok(None);
+        }
     }
     if let Some(mut sym) = sym {
         nb.symbolic_output = sym.funcs[g.output].take().map(|f| (sym.domain, f));
     }
-    Ok(nb)
+    Ok(Some(nb))
+}
+
+/// Clamps node `id`'s interval by its splits; false when one leaves it empty.
+fn apply_splits(iv: &mut Interval, id: NodeId, splits: &[ReluSplit]) -> bool {
+    for sp in splits.iter().filter(|sp| sp.pre == id) {
+        let j = sp.index;
+        if sp.active {
+            iv.lo[j] = iv.lo[j].max(0.0);
+        } else {
+            iv.hi[j] = iv.hi[j].min(0.0);
+        }
+        if iv.lo[j] > iv.hi[j] {
+            return false;
+        }
+    }
+    true
 }
 
 /// Symbolic intervals alongside IBP: each node's functions, concretised and
@@ -414,7 +467,12 @@ pub fn lower_bounds(
 }
 
 /// min over the box of each spec row, by interval arithmetic.
-fn interval_lower(x: &Interval, spec: &[f64], rows: usize, soundness: Soundness) -> Vec<f64> {
+pub(crate) fn interval_lower(
+    x: &Interval,
+    spec: &[f64],
+    rows: usize,
+    soundness: Soundness,
+) -> Vec<f64> {
     let n = x.len();
     (0..rows)
         .map(|r| {
@@ -453,8 +511,18 @@ pub(crate) fn backsubstitute(
             cabs[si] += c[si].abs();
         }
     };
+    // Best bound from concretising early, over the intervals of the nodes
+    // still pending (see `pending_bound`).
+    let mut early = vec![f64::NEG_INFINITY; s];
     for id in (0..=q).rev() {
-        let Some(a) = acc[id].take() else { continue };
+        if acc[id].is_none() {
+            continue;
+        }
+        if cfg.intersect_ibp && id != q && id != g.input {
+            let v = pending_bound(&acc[..=id], nb, &result, &cst, &cabs, sound);
+            early.iter_mut().zip(v).for_each(|(e, v)| *e = e.max(v));
+        }
+        let a = acc[id].take().expect("checked");
         if cfg.deadline.expired() {
             return Err(BoundsError::Timeout);
         }
@@ -601,14 +669,55 @@ pub(crate) fn backsubstitute(
     Ok((0..s)
         .map(|si| {
             let v = result[si] + cst[si];
-            if sound {
+            let v = if sound {
                 // Rounding of the additions into `cst` and of this sum: 2⁻³⁰ covers < 10⁶ terms.
                 down(v - (cabs[si] + result[si].abs()) / (1u64 << 30) as f64)
             } else {
                 v
-            }
+            };
+            v.max(early[si])
         })
         .collect())
+}
+
+/// Midway through back-substitution, `spec · y ≥ Σ_k acc_k · z_k + cst (+
+/// result)` over the nodes k still pending; each z_k lies in its interval
+/// (split clamps included), so minimising each term over its box is also a
+/// lower bound. It can beat the bound at the input, where the interval
+/// clamps of branch-and-bound splits are lost.
+fn pending_bound(
+    acc: &[Option<Vec<f64>>],
+    nb: &NetworkBounds,
+    result: &[f64],
+    cst: &[f64],
+    cabs: &[f64],
+    sound: bool,
+) -> Vec<f64> {
+    let s = cst.len();
+    let mut total: Vec<f64> = (0..s).map(|si| result[si] + cst[si]).collect();
+    // Σ|terms| of the final additions, and the dot products' own rounding.
+    let mut added: Vec<f64> = (0..s).map(|si| cabs[si] + result[si].abs()).collect();
+    let mut rounding = vec![0.0; s];
+    for (k, a) in acc.iter().enumerate() {
+        let Some(a) = a else { continue };
+        let iv = &nb.nodes[k];
+        let n = iv.len();
+        for si in 0..s {
+            let (v, mag) = box_min(&a[si * n..][..n], iv);
+            total[si] += v;
+            added[si] += v.abs();
+            rounding[si] += gamma(n + 1, U64) * mag;
+        }
+    }
+    (0..s)
+        .map(|si| {
+            if sound {
+                down(total[si] - rounding[si] - added[si] / (1u64 << 30) as f64)
+            } else {
+                total[si]
+            }
+        })
+        .collect()
 }
 
 /// min of `row · x` over the box, and Σ|row|·max(|lo|,|hi|) (the magnitude its rounding scales with).

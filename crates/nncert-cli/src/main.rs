@@ -30,6 +30,8 @@ enum Command {
     Info(commands::info::InfoArgs),
     /// Certify robustness of test images by bound propagation (sound for float32 by default).
     Certify(commands::certify::CertifyArgs),
+    /// Decide robustness of test images completely: attack, bounds, branch and bound, per label.
+    Verify(commands::verify::VerifyArgs),
     /// Run inference with one or all engines.
     Run(commands::run::RunArgs),
     /// VNN-COMP tool contract: MODEL SPEC → sat/unsat/timeout/unknown/error in --out.
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         None => commands::demo::run(),
         Some(Command::Info(a)) => commands::info::run(a),
         Some(Command::Certify(a)) => commands::certify::run(a),
+        Some(Command::Verify(a)) => commands::verify::run(a),
         Some(Command::Run(a)) => commands::run::run(a),
         Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
     };

@@ -144,8 +144,9 @@ fn vnncomp_sat_writes_a_witness_that_violates_the_spec() {
 /// y = relu(x₀) + relu(x₁) − relu(x₀ + x₁) ≥ 0 (ReLU is subadditive), but on
 /// [−1, 1]² no choice of lower ReLU slopes lifts the linear bound above −1
 /// (α = ½ on both is optimal): probes, CROWN and α-CROWN all leave
-/// `y ≤ −0.05` undecided; input splitting settles it. `inputs − 2` further
-/// inputs are ignored (past 16 inputs nncert does not split).
+/// `y ≤ −0.05` undecided; input splitting settles it, and so, past 16
+/// inputs (where nncert splits ReLUs instead), does ReLU branch and bound.
+/// `inputs − 2` further inputs are ignored.
 fn write_subadditive_model(path: &Path, inputs: usize) {
     let mut g = Graph::with_input("x", vec![1, inputs]);
     let mut w = vec![0.0; 3 * inputs];
@@ -185,7 +186,7 @@ fn vnncomp_unsat_unknown_and_timeout() {
     std::fs::write(&far, spec("(>= Y_0 5)")).unwrap();
     assert_eq!(run(&lin, &far, "20"), "unsat\n");
     assert_eq!(run(&lin, &far, "0"), "timeout\n");
-    for (inputs, expected) in [(17, "unknown\n"), (2, "unsat\n")] {
+    for (inputs, expected) in [(17, "unsat\n"), (2, "unsat\n")] {
         let (m, s) = (tmp("subadditive.onnx"), tmp("subadditive.vnnlib"));
         write_subadditive_model(&m, inputs);
         let mut text = String::new();
@@ -430,4 +431,50 @@ fn certify_user_errors() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn verify_json_schema_and_witnesses() {
+    let o = nncert(&["verify", "--json", "--count", "20", "--timeout", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let images = r["images"].as_array().unwrap();
+    assert_eq!(images.len(), 20);
+    let g = nncert_model::load_model(Path::new(&asset("mnist_relu_stable_conv.onnx"))).unwrap();
+    for im in images {
+        let v = im["verdict"].as_str().unwrap();
+        assert!([
+            "robust",
+            "not_robust",
+            "unknown",
+            "timeout",
+            "misclassified"
+        ]
+        .contains(&v));
+        if v == "not_robust" {
+            // The witness is in the ball and reaches the target label on re-execution.
+            let x: Vec<f64> = serde_json::from_value(im["witness"].clone()).unwrap();
+            let y = nncert_model::reference_forward(&g, &x).unwrap();
+            let (label, target) = (
+                im["label"].as_u64().unwrap() as usize,
+                im["target"].as_u64().unwrap() as usize,
+            );
+            assert!(y[target] >= y[label], "{im}");
+        }
+        if v != "misclassified" {
+            assert!(im["sort_ms"].as_f64().unwrap() >= 0.0);
+            assert!(im["labels_checked"].is_array());
+        }
+    }
+    let s = &r["summary"];
+    let robust = images.iter().filter(|i| i["verdict"] == "robust").count();
+    assert_eq!(s["certified"].as_u64().unwrap() as usize, robust);
+    assert!(robust >= 15, "only {robust} of 20 verified robust");
+    assert_eq!(s["label_guidance"], true);
+    for key in ["not_robust", "unknown", "timeout", "timeout_s"] {
+        assert!(s.get(key).is_some(), "summary lacks {key}");
+    }
+    // certify's --radius is rejected here, as a user error.
+    let o = nncert(&["verify", "--radius"]);
+    assert_eq!(o.status.code(), Some(2));
 }

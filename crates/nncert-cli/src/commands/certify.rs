@@ -31,7 +31,7 @@ pub enum MethodArg {
 }
 
 impl MethodArg {
-    fn method(self) -> Method {
+    pub fn method(self) -> Method {
         match self {
             MethodArg::Ibp => Method::Ibp,
             MethodArg::Symbolic => Method::Symbolic,
@@ -95,6 +95,26 @@ pub struct ImageResult {
     pub margins: Option<Vec<Option<f64>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub radius: Option<f64>,
+    /// `nncert verify` only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<VerifyDetail>,
+}
+
+/// What `nncert verify` adds to an image's result.
+#[derive(Serialize)]
+pub struct VerifyDetail {
+    /// The label the counterexample reaches (`not_robust`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<usize>,
+    /// The re-executed counterexample (`not_robust`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<Vec<f64>>,
+    /// Labels left after the bounds dropped the impossible ones, in the order taken.
+    pub labels_checked: Vec<usize>,
+    /// Time to bound every label's margin and order them (t_sort), ms.
+    pub sort_ms: f64,
+    /// Subdomains bounded by ReLU branch and bound, all labels together.
+    pub subdomains: usize,
 }
 
 #[derive(Serialize)]
@@ -110,6 +130,18 @@ pub struct Summary {
     pub clean_accuracy: f64,
     pub certified_accuracy: f64,
     pub ms_per_image: f64,
+    /// `nncert verify` only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySummary>,
+}
+
+#[derive(Serialize)]
+pub struct VerifySummary {
+    pub not_robust: usize,
+    pub unknown: usize,
+    pub timeout: usize,
+    pub label_guidance: bool,
+    pub timeout_s: f64,
 }
 
 #[derive(Serialize)]
@@ -153,18 +185,33 @@ pub fn prepare(g: &Graph, soundness: Soundness) -> CliResult<Graph> {
     Ok(canonicalize(g, opts)?.0)
 }
 
-/// Certifies images `start..start+count` of `ds`; `on_image` sees each result.
-pub fn certify_images(
-    g: &Graph,
-    ds: &Dataset,
-    a: &CertifyArgs,
-    mut on_image: impl FnMut(&ImageResult),
-) -> CliResult<Report> {
-    let soundness = if a.unsound {
+/// What a command decided for one correctly classified image.
+pub struct Decision {
+    pub verdict: &'static str,
+    pub margins: Option<Vec<Option<f64>>>,
+    pub radius: Option<f64>,
+    pub detail: Option<VerifyDetail>,
+}
+
+/// The soundness mode the flags ask for.
+pub fn soundness(a: &CertifyArgs) -> Soundness {
+    if a.unsound {
         Soundness::Real
     } else {
         Soundness::Float32
-    };
+    }
+}
+
+/// Runs `decide(x0, label)` on each correctly classified image of
+/// `start..start+count` (after checking the flags against the data);
+/// `on_image` sees each result as it comes.
+pub fn for_each_image(
+    g: &Graph,
+    ds: &Dataset,
+    a: &CertifyArgs,
+    mut decide: impl FnMut(&[f64], usize) -> CliResult<Decision>,
+    mut on_image: impl FnMut(&ImageResult),
+) -> CliResult<(Vec<ImageResult>, f64)> {
     if ds.image_len() != g.input_len() {
         return Err(UserError(format!(
             "the images have {} values but the model expects {} (shape {:?})",
@@ -187,6 +234,96 @@ pub fn certify_images(
         )));
     }
     let end = a.count.map_or(ds.len(), |c| (a.start + c).min(ds.len()));
+    let mut images = Vec::new();
+    let total = Instant::now();
+    for i in a.start..end {
+        let t = Instant::now();
+        let img = if a.hwc {
+            to_hwc(ds.image(i), ds.shape)
+        } else {
+            ds.image(i).to_vec()
+        };
+        let x0: Vec<f64> = img.iter().map(|&v| v as f64).collect();
+        let label = ds.labels[i] as usize;
+        let predicted = argmax(&nncert_model::reference_forward(g, &x0)?);
+        let d = if predicted != label {
+            Decision {
+                verdict: "misclassified",
+                margins: None,
+                radius: None,
+                detail: None,
+            }
+        } else {
+            decide(&x0, label)?
+        };
+        let r = ImageResult {
+            index: i,
+            label,
+            predicted,
+            verdict: d.verdict,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+            margins: d.margins,
+            radius: d.radius,
+            detail: d.detail,
+        };
+        on_image(&r);
+        images.push(r);
+    }
+    let ms_per_image = total.elapsed().as_secs_f64() * 1e3 / images.len().max(1) as f64;
+    Ok((images, ms_per_image))
+}
+
+/// Per class t the bound of `y_label − y_t` (None at the label).
+pub fn margins_by_class(lower: &[f64], label: usize, classes: usize) -> Vec<Option<f64>> {
+    let mut lower = lower.iter().copied();
+    (0..classes)
+        .map(|t| (t != label).then(|| lower.next()).flatten())
+        .collect()
+}
+
+/// The summary fields every command shares; `certified` counts `verdict_ok`.
+pub fn summarize(
+    a: &CertifyArgs,
+    method: &'static str,
+    images: &[ImageResult],
+    ms_per_image: f64,
+    verdict_ok: &str,
+) -> Summary {
+    let count = images.len();
+    let correct = images
+        .iter()
+        .filter(|r| r.verdict != "misclassified")
+        .count();
+    let certified = images.iter().filter(|r| r.verdict == verdict_ok).count();
+    Summary {
+        model: a
+            .model
+            .as_ref()
+            .map_or(embedded::MODEL_NAME.to_string(), |p| {
+                p.display().to_string()
+            }),
+        method,
+        norm: norm_name(a.norm),
+        eps: a.eps,
+        sound: soundness(a) == Soundness::Float32,
+        count,
+        correct,
+        certified,
+        clean_accuracy: 100.0 * correct as f64 / count.max(1) as f64,
+        certified_accuracy: 100.0 * certified as f64 / count.max(1) as f64,
+        ms_per_image,
+        verify: None,
+    }
+}
+
+/// Certifies images `start..start+count` of `ds`; `on_image` sees each result.
+pub fn certify_images(
+    g: &Graph,
+    ds: &Dataset,
+    a: &CertifyArgs,
+    on_image: impl FnMut(&ImageResult),
+) -> CliResult<Report> {
+    let soundness = soundness(a);
     let cg = prepare(g, soundness)?;
     let cfg = BoundConfig {
         intersect_ibp: !a.no_ibp_intersection,
@@ -204,84 +341,37 @@ pub fn certify_images(
         Norm::L2 => (g.input_len() as f64).sqrt(),
         Norm::L1 => g.input_len() as f64,
     };
-    let mut images = Vec::new();
-    let total = Instant::now();
-    for i in a.start..end {
-        let t = Instant::now();
-        let img = if a.hwc {
-            to_hwc(ds.image(i), ds.shape)
+    let decide = |x0: &[f64], label: usize| -> CliResult<Decision> {
+        let lower = robustness_margins(&cg, x0, label, ball(a.eps), &cfg)?;
+        let ok = lower.iter().all(|&m| m > 0.0);
+        let radius = if a.radius {
+            let mut err = None;
+            let r = certified_radius(
+                |e| {
+                    is_certified(&cg, x0, label, ball(e), &cfg).unwrap_or_else(|e| {
+                        err = Some(e);
+                        false
+                    })
+                },
+                diameter,
+                1e-4 * diameter,
+            );
+            if let Some(e) = err {
+                return Err(e.into());
+            }
+            Some(r)
         } else {
-            ds.image(i).to_vec()
+            None
         };
-        let x0: Vec<f64> = img.iter().map(|&v| v as f64).collect();
-        let label = ds.labels[i] as usize;
-        let predicted = argmax(&nncert_model::reference_forward(g, &x0)?);
-        let (verdict, margins, radius) = if predicted != label {
-            ("misclassified", None, None)
-        } else {
-            let mut lower = robustness_margins(&cg, &x0, label, ball(a.eps), &cfg)?.into_iter();
-            let ok = lower.clone().all(|m| m > 0.0);
-            let margins = (0..g.output_len())
-                .map(|t| (t != label).then(|| lower.next()).flatten())
-                .collect();
-            let radius = if a.radius {
-                let mut err = None;
-                let r = certified_radius(
-                    |e| {
-                        is_certified(&cg, &x0, label, ball(e), &cfg).unwrap_or_else(|e| {
-                            err = Some(e);
-                            false
-                        })
-                    },
-                    diameter,
-                    1e-4 * diameter,
-                );
-                if let Some(e) = err {
-                    return Err(e.into());
-                }
-                Some(r)
-            } else {
-                None
-            };
-            let verdict = if ok { "certified" } else { "uncertified" };
-            (verdict, Some(margins), radius)
-        };
-        let r = ImageResult {
-            index: i,
-            label,
-            predicted,
-            verdict,
-            ms: t.elapsed().as_secs_f64() * 1e3,
-            margins,
+        Ok(Decision {
+            verdict: if ok { "certified" } else { "uncertified" },
+            margins: Some(margins_by_class(&lower, label, g.output_len())),
             radius,
-        };
-        on_image(&r);
-        images.push(r);
-    }
-    let count = images.len();
-    let correct = images
-        .iter()
-        .filter(|r| r.verdict != "misclassified")
-        .count();
-    let certified = images.iter().filter(|r| r.verdict == "certified").count();
-    let summary = Summary {
-        model: a
-            .model
-            .as_ref()
-            .map_or(embedded::MODEL_NAME.to_string(), |p| {
-                p.display().to_string()
-            }),
-        method: a.method.method().name(),
-        norm: norm_name(a.norm),
-        eps: a.eps,
-        sound: soundness == Soundness::Float32,
-        count,
-        correct,
-        certified,
-        clean_accuracy: 100.0 * correct as f64 / count as f64,
-        certified_accuracy: 100.0 * certified as f64 / count as f64,
-        ms_per_image: total.elapsed().as_secs_f64() * 1e3 / count as f64,
+            detail: None,
+        })
     };
+    let (images, ms) = for_each_image(g, ds, a, decide, on_image)?;
+    let summary = summarize(a, a.method.method().name(), &images, ms, "certified");
     Ok(Report { images, summary })
 }
 
@@ -302,6 +392,20 @@ pub fn print_summary(s: &Summary) {
 }
 
 pub fn run(a: CertifyArgs) -> CliResult {
+    run_with_progress(&a, |g, ds, a, on_image| certify_images(g, ds, a, on_image))
+}
+
+/// Loads the model and data of `a`, runs `images` with a progress bar (or
+/// quietly under --json) and prints the per-image lines and the summary.
+pub fn run_with_progress(
+    a: &CertifyArgs,
+    images: impl FnOnce(
+        &Graph,
+        &Dataset,
+        &CertifyArgs,
+        &mut dyn FnMut(&ImageResult),
+    ) -> CliResult<Report>,
+) -> CliResult {
     let g = match &a.model {
         Some(p) => nncert_model::load_model(existing(p)?)?,
         None => embedded::model(),
@@ -320,7 +424,7 @@ pub fn run(a: CertifyArgs) -> CliResult {
         ProgressStyle::with_template("{bar:40} {pos}/{len} images, {elapsed} elapsed, eta {eta}")
             .expect("valid template"),
     );
-    let report = certify_images(&g, &ds, &a, |r| {
+    let report = images(&g, &ds, a, &mut |r: &ImageResult| {
         if !a.json {
             let radius = r
                 .radius

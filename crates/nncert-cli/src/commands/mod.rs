@@ -1,6 +1,6 @@
 pub mod certify;
 pub mod demo;
 pub mod info;
-pub mod input_split;
 pub mod run;
+pub mod verify;
 pub mod vnncomp;

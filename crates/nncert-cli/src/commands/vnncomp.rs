@@ -1,20 +1,24 @@
 //! `nncert vnncomp MODEL SPEC --timeout S --out FILE`: the VNN-COMP contract.
 //!
-//! Answers `sat` when a probe (box centre, corners, random points) is a
-//! counterexample on the f64 reference and every float32 engine, `unsat` when
-//! sound-mode bounds exclude the unsafe outputs — by CROWN then α-CROWN on
-//! the whole box, or, for inputs of at most 16 dimensions, by input-space
-//! branch and bound (`input_split`) — otherwise `unknown` (ReLU branching:
-//! issue 4), or `timeout` once the deadline passes.
+//! Answers `sat` when a probe (box centre, corners, random points) or a PGD
+//! run finds a counterexample that the f64 reference and every float32
+//! engine confirm; `unsat` when sound-mode bounds exclude the unsafe outputs:
+//! for inputs of at most 16 dimensions by input-space branch and bound,
+//! otherwise by CROWN, then α-CROWN, then ReLU branch and bound per unsafe
+//! term still open; otherwise `unknown`, or `timeout` once the deadline passes.
 
 use super::certify::prepare;
-use super::input_split::{prove_by_splitting, Models, SplitOutcome, MAX_SPLIT_DIM};
 use crate::{existing, CliResult, UserError};
 use clap::Args;
-use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
-use nncert_exec::{all_engines, Engine};
-use nncert_model::{Deadline, Graph};
-use nncert_spec::{read_vnnlib, write_atomically, InputBox, Property, VnnResult};
+use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Method, Region, Soundness};
+use nncert_exec::all_engines;
+use nncert_model::Deadline;
+use nncert_spec::{read_vnnlib, write_atomically, Case, InputBox, Property, VnnResult};
+use nncert_verify::attack::{pgd, PgdConfig};
+use nncert_verify::bab::{prove_row, BabConfig};
+use nncert_verify::input_split::{prove_by_splitting, MAX_SPLIT_DIM};
+use nncert_verify::witness::f32_point_inside;
+use nncert_verify::{Counterexample, Models, Outcome};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 
@@ -79,54 +83,42 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     // Built once: the Toeplitz engine's dense conv matrices are costly.
     let engines = all_engines(&g)?;
+    let cg = prepare(&g, Soundness::Float32)?;
+    let m = Models {
+        executed: &g,
+        bounded: &cg,
+        engines: &engines,
+    };
     for case in &p.cases {
-        let b = case.input.bounding_box();
-        let probes = probe_points(&b, &mut rng);
+        let probes = probe_points(&case.input.bounding_box(), &mut rng);
         for chunk in probes.chunks(BATCH) {
             if deadline.expired() {
                 return Ok(VnnResult::Timeout);
             }
-            if let Some(r) = counterexample(&g, &engines, &p, chunk)? {
-                return Ok(r);
+            if let Some(ce) = m.confirm(&p, chunk)? {
+                return Ok(sat(ce));
             }
         }
     }
-    if g.input_len() <= MAX_SPLIT_DIM {
-        return by_splitting(&g, &engines, &p, deadline);
-    }
-    match proved_unsat(&g, &p, deadline) {
-        Ok(true) => Ok(VnnResult::Unsat),
-        Ok(false) => Ok(VnnResult::Unknown),
-        Err(nncert_bounds::BoundsError::Timeout) => Ok(VnnResult::Timeout),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Every case by input splitting: the first counterexample wins; any case
-/// left open makes the answer `unknown`.
-fn by_splitting(
-    g: &Graph,
-    engines: &[Engine],
-    p: &Property,
-    deadline: Deadline,
-) -> CliResult<VnnResult> {
-    let cg = prepare(g, Soundness::Float32)?;
     let cfg = BoundConfig {
         deadline,
         ..BoundConfig::new(Method::Crown, Soundness::Float32)
     };
-    let m = Models {
-        executed: g,
-        bounded: &cg,
-        engines,
-    };
     let mut open = false;
     for case in &p.cases {
-        match prove_by_splitting(&m, p, case, &cfg, deadline)? {
-            SplitOutcome::Proved => {}
-            SplitOutcome::Counterexample(r) => return Ok(r),
-            SplitOutcome::Timeout => return Ok(VnnResult::Timeout),
-            SplitOutcome::Unknown => open = true,
+        let outcome = if g.input_len() <= MAX_SPLIT_DIM {
+            prove_by_splitting(&m, &p, case, &cfg, deadline)?
+        } else {
+            match prove_case(&m, &p, case, &cfg, a.seed) {
+                Err(nncert_verify::VerifyError::Bounds(BoundsError::Timeout)) => Outcome::Timeout,
+                r => r?,
+            }
+        };
+        match outcome {
+            Outcome::Proved => {}
+            Outcome::Counterexample(ce) => return Ok(sat(ce)),
+            Outcome::Timeout => return Ok(VnnResult::Timeout),
+            Outcome::Unknown => open = true,
         }
     }
     Ok(if open {
@@ -136,49 +128,66 @@ fn by_splitting(
     })
 }
 
-/// Whether sound-mode CROWN (then α-CROWN where CROWN falls short) shows
-/// every case's unsafe region unreachable: in each conjunction some
-/// constraint `c·y ≤ d` has a lower bound above d.
-fn proved_unsat(
-    g: &Graph,
-    p: &Property,
-    deadline: Deadline,
-) -> Result<bool, nncert_bounds::BoundsError> {
-    let cg = prepare(g, Soundness::Float32).map_err(|_| nncert_bounds::BoundsError::Timeout)?;
-    let cfg = BoundConfig {
-        deadline,
-        ..BoundConfig::new(Method::Crown, Soundness::Float32)
-    };
-    for case in &p.cases {
-        let region = Region::of(&case.input, cfg.soundness);
-        let nb = propagate(&cg, &region, &cfg)?;
-        for term in &case.unsafe_output.terms {
-            let spec: Vec<f64> = term.iter().flat_map(|c| c.coeffs.clone()).collect();
-            let excluded = |cfg: &BoundConfig| -> Result<bool, nncert_bounds::BoundsError> {
-                let lb = lower_bounds(&cg, &nb, &region, cfg, &spec, term.len())?;
-                Ok(term.iter().zip(&lb).any(|(c, l)| *l > c.rhs))
-            };
-            let alpha = BoundConfig {
-                method: Method::AlphaCrown,
-                ..cfg
-            };
-            if !excluded(&cfg)? && !excluded(&alpha)? {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
+fn sat(ce: Counterexample) -> VnnResult {
+    VnnResult::Sat { x: ce.x, y: ce.y }
 }
 
-/// The float32 value nearest to `v` inside `[lo, hi]`, if one exists.
-pub(super) fn f32_inside(v: f64, lo: f64, hi: f64) -> Option<f32> {
-    let mut f = v as f32;
-    if (f as f64) < lo {
-        f = f.next_up();
-    } else if (f as f64) > hi {
-        f = f.next_down();
+/// One case: each unsafe term (a conjunction) is excluded once one of its
+/// constraints `c·y ≤ d` is shown impossible, by CROWN, then α-CROWN on the
+/// whole box, then (after a PGD attack on it) ReLU branch and bound on the
+/// constraint whose bound came closest.
+fn prove_case(
+    m: &Models,
+    p: &Property,
+    case: &Case,
+    cfg: &BoundConfig,
+    seed: u64,
+) -> nncert_verify::Result<Outcome> {
+    let region = Region::of(&case.input, cfg.soundness);
+    let nb = propagate(m.bounded, &region, cfg)?;
+    let alpha = BoundConfig {
+        method: Method::AlphaCrown,
+        alpha_stop_above: None,
+        ..*cfg
+    };
+    let mut open = false;
+    for term in &case.unsafe_output.terms {
+        let spec: Vec<f64> = term.iter().flat_map(|c| c.coeffs.clone()).collect();
+        let mut best = (f64::NEG_INFINITY, 0);
+        for method_cfg in [cfg, &alpha] {
+            let lb = lower_bounds(m.bounded, &nb, &region, method_cfg, &spec, term.len())?;
+            for (k, (c, l)) in term.iter().zip(&lb).enumerate() {
+                if l - c.rhs > best.0 {
+                    best = (l - c.rhs, k);
+                }
+            }
+            if best.0 > 0.0 {
+                break;
+            }
+        }
+        if best.0 > 0.0 {
+            continue;
+        }
+        let c = &term[best.1];
+        let pgd_cfg = PgdConfig {
+            seed,
+            ..PgdConfig::default()
+        };
+        if let Some(ce) = pgd(m, p, &case.input, &c.coeffs, c.rhs, &pgd_cfg, cfg.deadline)? {
+            return Ok(Outcome::Counterexample(ce));
+        }
+        let bab = BabConfig::new(*cfg);
+        match prove_row(m, p, &region, &case.input, &c.coeffs, c.rhs, &bab)?.0 {
+            Outcome::Proved => {}
+            Outcome::Unknown => open = true,
+            decided => return Ok(decided),
+        }
     }
-    ((f as f64) >= lo && (f as f64) <= hi).then_some(f)
+    Ok(if open {
+        Outcome::Unknown
+    } else {
+        Outcome::Proved
+    })
 }
 
 /// Centre, corners (all when few, else random ones) and uniform random points,
@@ -204,69 +213,12 @@ fn probe_points(b: &InputBox, rng: &mut impl Rng) -> Vec<Vec<f32>> {
             .map(|i| b.lo[i] + (b.hi[i] - b.lo[i]) * rng.gen::<f64>())
             .collect()
     }));
-    pts.iter()
-        .filter_map(|p| {
-            p.iter()
-                .enumerate()
-                .map(|(i, &v)| f32_inside(v, b.lo[i], b.hi[i]))
-                .collect::<Option<Vec<f32>>>()
-        })
-        .collect()
-}
-
-/// The first probe that violates the property on the f64 reference and on
-/// every float32 engine (re-executed here), as a `sat` result.
-pub(super) fn counterexample(
-    g: &Graph,
-    engines: &[Engine],
-    p: &Property,
-    probes: &[Vec<f32>],
-) -> CliResult<Option<VnnResult>> {
-    let x: Vec<f32> = probes.concat();
-    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let reference = nncert_model::reference_forward(g, &x64)?;
-    let engines: Vec<Vec<f32>> = engines
-        .iter()
-        .map(|e| e.run(g, &x))
-        .collect::<Result<_, _>>()?;
-    let (ni, no) = (g.input_len(), g.output_len());
-    for k in 0..probes.len() {
-        let xk = &x64[k * ni..(k + 1) * ni];
-        let yk = &reference[k * no..(k + 1) * no];
-        let everywhere = p.is_counterexample(xk, yk)
-            && engines.iter().all(|y| {
-                p.is_counterexample(
-                    xk,
-                    &y[k * no..(k + 1) * no]
-                        .iter()
-                        .map(|&v| v as f64)
-                        .collect::<Vec<_>>(),
-                )
-            });
-        if everywhere {
-            return Ok(Some(VnnResult::Sat {
-                x: xk.to_vec(),
-                y: yk.to_vec(),
-            }));
-        }
-    }
-    Ok(None)
+    pts.iter().filter_map(|p| f32_point_inside(p, b)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn f32_inside_stays_in_the_box() {
-        let lo = 0.1f64;
-        let f = f32_inside(lo, lo, 0.2).unwrap();
-        assert!(f as f64 >= lo && (f.next_down() as f64) < lo);
-        // No float32 strictly between two neighbouring f64 values near 1.
-        let x = 1.0f64 + f64::EPSILON;
-        assert_eq!(f32_inside(x, x, x + f64::EPSILON), None);
-        assert_eq!(f32_inside(0.5, 0.5, 0.5), Some(0.5));
-    }
 
     #[test]
     fn probes_cover_centre_and_all_corners_in_low_dimension() {

@@ -6,31 +6,14 @@
 //! width, relative to the case's box, is largest. The pieces cover the box
 //! (halves share their boundary), so "every piece closed" proves the case.
 
-use super::vnncomp::{counterexample, f32_inside};
-use crate::CliResult;
+use crate::witness::f32_point_inside;
+use crate::{Models, Outcome, Result};
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Region};
-use nncert_exec::Engine;
 use nncert_model::{Deadline, Graph};
-use nncert_spec::{Case, InputBox, InputSet, LinearConstraint, Property, VnnResult};
+use nncert_spec::{Case, InputBox, InputSet, LinearConstraint, Property};
 
 /// Inputs with at most this many dimensions are split.
 pub const MAX_SPLIT_DIM: usize = 16;
-
-/// How splitting one case ended.
-pub enum SplitOutcome {
-    Proved,
-    Counterexample(VnnResult),
-    Timeout,
-    /// A piece too thin to halve in float32 stayed open.
-    Unknown,
-}
-
-/// The models as executed and as bounded (sound mode analyses the latter).
-pub struct Models<'a> {
-    pub executed: &'a Graph,
-    pub bounded: &'a Graph,
-    pub engines: &'a [Engine],
-}
 
 /// Splits `case`'s input box until every piece is closed (see the module doc).
 pub fn prove_by_splitting(
@@ -39,30 +22,26 @@ pub fn prove_by_splitting(
     case: &Case,
     cfg: &BoundConfig,
     deadline: Deadline,
-) -> CliResult<SplitOutcome> {
+) -> Result<Outcome> {
     let root = case.input.bounding_box();
     let width0: Vec<f64> = root.lo.iter().zip(&root.hi).map(|(l, h)| h - l).collect();
     let all_terms: Vec<usize> = (0..case.unsafe_output.terms.len()).collect();
     let mut stack = vec![(root, all_terms)];
     while let Some((b, open)) = stack.pop() {
         if deadline.expired() {
-            return Ok(SplitOutcome::Timeout);
+            return Ok(Outcome::Timeout);
         }
         let open = match still_open(m.bounded, case, &b, &open, cfg) {
             Ok(open) => open,
-            Err(BoundsError::Timeout) => return Ok(SplitOutcome::Timeout),
+            Err(BoundsError::Timeout) => return Ok(Outcome::Timeout),
             Err(e) => return Err(e.into()),
         };
         if open.is_empty() {
             continue;
         }
-        let centre = b.center();
-        let probe: Option<Vec<f32>> = (0..b.dim())
-            .map(|i| f32_inside(centre[i], b.lo[i], b.hi[i]))
-            .collect();
-        if let Some(x) = probe {
-            if let Some(r) = counterexample(m.executed, m.engines, p, &[x])? {
-                return Ok(SplitOutcome::Counterexample(r));
+        if let Some(x) = f32_point_inside(&b.center(), &b) {
+            if let Some(ce) = m.confirm(p, &[x])? {
+                return Ok(Outcome::Counterexample(ce));
             }
         }
         match halves(&b, &width0) {
@@ -70,10 +49,11 @@ pub fn prove_by_splitting(
                 stack.push((left, open.clone()));
                 stack.push((right, open));
             }
-            None => return Ok(SplitOutcome::Unknown),
+            // A piece too thin to halve in float32 stayed open.
+            None => return Ok(Outcome::Unknown),
         }
     }
-    Ok(SplitOutcome::Proved)
+    Ok(Outcome::Proved)
 }
 
 /// The unsafe terms of `case` that sound bounds over box `b` fail to exclude.
@@ -83,7 +63,7 @@ fn still_open(
     b: &InputBox,
     open: &[usize],
     cfg: &BoundConfig,
-) -> Result<Vec<usize>, BoundsError> {
+) -> std::result::Result<Vec<usize>, BoundsError> {
     let region = Region::of(&InputSet::Box(b.clone()), cfg.soundness);
     let nb = propagate(g, &region, cfg)?;
     let mut left = Vec::new();

@@ -1,0 +1,76 @@
+//! What ReLU branch and bound needs from one spec row's bound: the CROWN
+//! lower bound, a score per unstable ReLU neuron saying how much the bound
+//! would gain from splitting it, and the input point where the bound is attained.
+
+use crate::alpha::minimisers;
+use crate::interval::Region;
+use crate::ops::activation::{self, Slopes};
+use crate::propagate::{backsubstitute, interval_lower, NetworkBounds, ReluSplit, Trace};
+use crate::{BoundConfig, BoundsError};
+use nncert_model::{Graph, Op};
+
+pub struct RowBound {
+    /// Lower bound of `spec · y` over the subdomain.
+    pub lower: f64,
+    /// Unstable ReLU neurons (as their active split) with their scores, best first.
+    pub candidates: Vec<(ReluSplit, f64)>,
+    /// A minimiser of the bound's linear function over the region.
+    pub minimiser: Vec<f64>,
+}
+
+/// CROWN's bound of one spec row, with the branching scores of BaBSR's
+/// intercept heuristic (Bunel et al. 2020): |a_j|·(−l_j·u_j)/(u_j − l_j),
+/// the coefficient reaching neuron j times its upper line's intercept, the
+/// slack that splitting j removes from the bound.
+pub fn bound_for_branching(
+    g: &Graph,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+) -> Result<RowBound, BoundsError> {
+    let mut trace = Trace {
+        coeffs: Some(vec![None; g.output + 1]),
+        ..Trace::default()
+    };
+    let crown = backsubstitute(g, g.output, nb, region, cfg, spec, 1, &mut trace)?[0];
+    let ibp = interval_lower(&nb.nodes[g.output], spec, 1, cfg.soundness)[0];
+    let coeffs = trace.coeffs.expect("traced");
+    let mut candidates = Vec::new();
+    for (id, node) in g.nodes.iter().enumerate() {
+        let leak = match node.op {
+            Op::Relu => 0.0,
+            Op::LeakyRelu { alpha } => alpha as f64,
+            _ => continue,
+        };
+        let pre = node.inputs[0];
+        let x = &nb.nodes[pre];
+        let a = coeffs[id].as_deref();
+        for j in (0..x.len()).filter(|&j| activation::is_unstable(x.lo[j], x.hi[j])) {
+            let (_, _, intercept) =
+                activation::relaxation(x.lo[j], x.hi[j], leak, Slopes::Adaptive);
+            let weight = a.map_or(0.0, |a| a[j].abs());
+            let split = ReluSplit {
+                pre,
+                index: j,
+                active: true,
+            };
+            // A tiny tie-break keeps neurons the output does not see splittable.
+            candidates.push((split, weight * intercept + 1e-12 * intercept));
+        }
+    }
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let minimiser = match &coeffs[g.input] {
+        Some(a) => minimisers(a, 1, region),
+        None => region.bbox.lo.clone(),
+    };
+    Ok(RowBound {
+        lower: if cfg.intersect_ibp {
+            crown.max(ibp)
+        } else {
+            crown
+        },
+        candidates,
+        minimiser,
+    })
+}

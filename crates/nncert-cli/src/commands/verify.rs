@@ -1,0 +1,128 @@
+//! `nncert verify`: complete robustness verification per image — attack,
+//! incomplete bounds, ReLU branch and bound — one label at a time in the
+//! order their bounds suggest (target-label guidance), with one deadline
+//! per image. Flags and JSON schema are `certify`'s, plus `--timeout`.
+
+use super::certify::{
+    for_each_image, margins_by_class, prepare, run_with_progress, soundness, summarize,
+    CertifyArgs, Decision, ImageResult, Report, VerifyDetail, VerifySummary,
+};
+use crate::{CliResult, UserError};
+use clap::Parser;
+use nncert_bounds::{Ball, BoundConfig};
+use nncert_data::Dataset;
+use nncert_exec::all_engines;
+use nncert_model::{Deadline, Graph};
+use nncert_verify::attack::PgdConfig;
+use nncert_verify::robustness::{verify_robustness, PipelineConfig, Verdict};
+use nncert_verify::Models;
+
+#[derive(Parser)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: CertifyArgs,
+    /// Wall-clock limit per image, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Take labels in index order and drop none up front (for comparisons).
+    #[arg(long)]
+    pub no_label_guidance: bool,
+    /// PGD steps per restart.
+    #[arg(long, default_value_t = 40)]
+    pub pgd_steps: usize,
+    /// PGD restarts per label (the first starts at the image).
+    #[arg(long, default_value_t = 3)]
+    pub pgd_restarts: usize,
+}
+
+pub fn run(a: VerifyArgs) -> CliResult {
+    if a.common.radius {
+        return Err(UserError(
+            "--radius is a certify option (verify decides one radius)".into(),
+        ));
+    }
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        return Err(UserError(format!(
+            "--timeout {}: expected a positive number of seconds",
+            a.timeout
+        )));
+    }
+    run_with_progress(&a.common, |g, ds, common, on_image| {
+        verify_images(g, ds, common, &a, on_image)
+    })
+}
+
+fn verify_images(
+    g: &Graph,
+    ds: &Dataset,
+    common: &CertifyArgs,
+    a: &VerifyArgs,
+    on_image: &mut dyn FnMut(&ImageResult),
+) -> CliResult<Report> {
+    let soundness = soundness(common);
+    let cg = prepare(g, soundness)?;
+    let engines = all_engines(g)?;
+    let m = Models {
+        executed: g,
+        bounded: &cg,
+        engines: &engines,
+    };
+    let ball = Ball {
+        eps: common.eps,
+        norm: common.norm,
+        domain: (0.0, 1.0),
+    };
+    let decide = |x0: &[f64], label: usize| -> CliResult<Decision> {
+        let cfg = PipelineConfig {
+            bounds: BoundConfig {
+                deadline: Deadline::after_secs(a.timeout),
+                intersect_ibp: !common.no_ibp_intersection,
+                ..BoundConfig::new(common.method.method(), soundness)
+            },
+            pgd: PgdConfig {
+                steps: a.pgd_steps,
+                restarts: a.pgd_restarts,
+                seed: 0,
+            },
+            guided: !a.no_label_guidance,
+            branch_and_bound: true,
+        };
+        let report = verify_robustness(&m, x0, label, ball, &cfg)?;
+        let lower: Vec<f64> = report.labels.iter().map(|l| l.margin_lower).collect();
+        let (verdict, target, witness) = match report.verdict {
+            Verdict::Robust => ("robust", None, None),
+            Verdict::NotRobust { target, witness } => ("not_robust", Some(target), Some(witness.x)),
+            Verdict::Unknown => ("unknown", None, None),
+            Verdict::Timeout => ("timeout", None, None),
+        };
+        let labels_checked = report
+            .labels
+            .iter()
+            .filter(|l| l.settled_by != Some(nncert_verify::robustness::Stage::Bounds))
+            .map(|l| l.target)
+            .collect();
+        Ok(Decision {
+            verdict,
+            margins: (!lower.is_empty()).then(|| margins_by_class(&lower, label, g.output_len())),
+            radius: None,
+            detail: Some(VerifyDetail {
+                target,
+                witness,
+                labels_checked,
+                sort_ms: report.sort_ms,
+                subdomains: report.labels.iter().map(|l| l.subdomains).sum(),
+            }),
+        })
+    };
+    let (images, ms) = for_each_image(g, ds, common, decide, on_image)?;
+    let mut summary = summarize(common, common.method.method().name(), &images, ms, "robust");
+    let count = |v: &str| images.iter().filter(|r| r.verdict == v).count();
+    summary.verify = Some(VerifySummary {
+        not_robust: count("not_robust"),
+        unknown: count("unknown"),
+        timeout: count("timeout"),
+        label_guidance: !a.no_label_guidance,
+        timeout_s: a.timeout,
+    });
+    Ok(Report { images, summary })
+}

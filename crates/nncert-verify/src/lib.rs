@@ -1,0 +1,39 @@
+//! nncert-verify: complete verification on top of nncert-bounds.
+//!
+//! - `witness`: a counterexample counts only after the f64 reference and
+//!   every float32 engine, re-executing it, all violate the property.
+//! - `attack`: PGD (L∞, L2, L1) with restarts on one linear margin.
+//! - `bab`: branch and bound on ReLU neurons, CROWN bounds per subdomain.
+//! - `input_split`: branch and bound on the input box (few input dimensions).
+//! - `robustness`: the per-image pipeline with target-label guidance
+//!   (attack → incomplete → complete, one label at a time).
+
+pub mod attack;
+pub mod bab;
+pub mod input_split;
+pub mod robustness;
+pub mod witness;
+
+pub use witness::{Counterexample, Models};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Model(#[from] nncert_model::ModelError),
+    #[error(transparent)]
+    Bounds(#[from] nncert_bounds::BoundsError),
+}
+
+pub type Result<T> = std::result::Result<T, VerifyError>;
+
+/// How a search over one property ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Proved,
+    Counterexample(Counterexample),
+    /// Neither: the search ran out of things to try (or of its memory cap).
+    Unknown,
+    Timeout,
+}
