@@ -212,8 +212,9 @@ pub(crate) fn minimisers(a: &[f64], s: usize, region: &Region) -> Vec<f64> {
     out
 }
 
-/// argmin of `row · x` over ‖x − center‖ ≤ eps.
-fn ball_minimiser(row: &[f64], center: &[f64], eps: f64, norm: Norm) -> Vec<f64> {
+/// argmin of `row · x` over ‖x − center‖ ≤ eps: the steepest-descent step
+/// of length eps from `center` in that norm (PGD's step too).
+pub fn ball_minimiser(row: &[f64], center: &[f64], eps: f64, norm: Norm) -> Vec<f64> {
     let mut p = center.to_vec();
     match norm {
         Norm::Linf => p

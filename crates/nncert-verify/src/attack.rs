@@ -7,7 +7,7 @@
 
 use crate::witness::f32_point_inside;
 use crate::{Counterexample, Models, Result};
-use nncert_bounds::spec_gradient;
+use nncert_bounds::{ball_minimiser, spec_gradient};
 use nncert_model::Deadline;
 use nncert_spec::{InputBox, InputSet, Norm, NormBall, Property};
 use rand::{Rng, SeedableRng};
@@ -93,7 +93,7 @@ pub fn descend_from(
         }
         let step = fraction * (1.0 - k as f64 / (steps + 1) as f64);
         let next = match set {
-            InputSet::Ball(ball) => descend(&x, &grad, step * ball.eps, ball.norm),
+            InputSet::Ball(ball) => ball_minimiser(&grad, &x, step * ball.eps, ball.norm),
             // A box is a unit L∞ ball once each coordinate is scaled by its half-width.
             InputSet::Box(b) => (0..x.len())
                 .map(|i| x[i] - step * 0.5 * (b.hi[i] - b.lo[i]) * grad[i].signum())
@@ -102,33 +102,6 @@ pub fn descend_from(
         x = project(set, &b, next);
     }
     Ok(None)
-}
-
-/// One steepest-descent step of the given length in the norm's geometry.
-fn descend(x: &[f64], grad: &[f64], step: f64, norm: Norm) -> Vec<f64> {
-    let mut out = x.to_vec();
-    match norm {
-        Norm::Linf => out
-            .iter_mut()
-            .zip(grad)
-            .for_each(|(v, g)| *v -= step * g.signum()),
-        Norm::L2 => {
-            let len = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
-            if len > 0.0 {
-                out.iter_mut()
-                    .zip(grad)
-                    .for_each(|(v, g)| *v -= step * g / len);
-            }
-        }
-        Norm::L1 => {
-            if let Some(k) =
-                (0..grad.len()).max_by(|&i, &j| grad[i].abs().total_cmp(&grad[j].abs()))
-            {
-                out[k] -= step * grad[k].signum();
-            }
-        }
-    }
-    out
 }
 
 /// Back into the ball (radial scaling for L2 and L1), then into the box.
