@@ -84,6 +84,6 @@ pub fn run() -> CliResult {
     let report = certify_images(&g, &ds, &args, |_| bar.inc(1))?;
     bar.finish_and_clear();
     print_summary(&report.summary);
-    println!("\nNext: `nncert certify --help`, `nncert info MODEL`, `nncert vnncomp MODEL SPEC --timeout 60 --out result.txt`.");
+    println!("\nNext: `nncert verify --help`, `nncert certify --help`, `nncert info MODEL`, `nncert vnncomp MODEL SPEC --timeout 60 --out result.txt`.");
     Ok(())
 }
