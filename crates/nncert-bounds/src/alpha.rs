@@ -276,37 +276,15 @@ impl Adam {
 mod tests {
     use super::*;
     use crate::{propagate, Method, Soundness};
-    use nncert_model::testing::random_tensor;
+    use nncert_model::testing::random_relu_mlp;
     use nncert_spec::{InputSet, NormBall};
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
-
-    fn net(seed: u64) -> Graph {
-        let mut r = StdRng::seed_from_u64(seed);
-        let mut g = Graph::with_input("x", vec![1, 3]);
-        let mut id = 0;
-        for (k, (o, i)) in [(10, 3), (10, 10)].into_iter().enumerate() {
-            let layer = Op::Linear {
-                weight: random_tensor(&mut r, &[o, i], 1.0),
-                bias: Some(random_tensor(&mut r, &[o], 0.3)),
-            };
-            id = g.push(&format!("fc{k}"), layer, vec![id]).unwrap();
-            id = g.push(&format!("relu{k}"), Op::Relu, vec![id]).unwrap();
-        }
-        let out = Op::Linear {
-            weight: random_tensor(&mut r, &[2, 10], 1.0),
-            bias: None,
-        };
-        g.push("out", out, vec![id]).unwrap();
-        g
-    }
 
     /// The adjoint (relaxed forward) gradient equals finite differences of the bound.
     #[test]
     fn gradient_matches_finite_differences() {
         let mut checked = 0;
         for seed in 0..8 {
-            let g = net(seed);
+            let g = random_relu_mlp(&[3, 10, 10, 2], seed);
             let set = InputSet::Ball(NormBall {
                 center: vec![0.5; 3],
                 eps: 0.4,

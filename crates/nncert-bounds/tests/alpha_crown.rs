@@ -3,32 +3,11 @@
 //! and still below the true minimum.
 
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundness};
-use nncert_model::testing::random_tensor;
-use nncert_model::{reference_forward, Graph, Op};
+use nncert_model::testing::random_relu_mlp;
+use nncert_model::{reference_forward, Graph};
 use nncert_spec::{InputSet, Norm, NormBall};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// Two hidden ReLU layers of 12 on 4 inputs, most neurons unstable.
-fn deep_net(seed: u64) -> Graph {
-    let mut r = StdRng::seed_from_u64(seed);
-    let mut g = Graph::with_input("x", vec![1, 4]);
-    let mut id = 0;
-    for (k, (o, i)) in [(12, 4), (12, 12)].into_iter().enumerate() {
-        let layer = Op::Linear {
-            weight: random_tensor(&mut r, &[o, i], 1.0),
-            bias: Some(random_tensor(&mut r, &[o], 0.3)),
-        };
-        id = g.push(&format!("fc{k}"), layer, vec![id]).unwrap();
-        id = g.push(&format!("relu{k}"), Op::Relu, vec![id]).unwrap();
-    }
-    let out = Op::Linear {
-        weight: random_tensor(&mut r, &[3, 12], 1.0),
-        bias: None,
-    };
-    g.push("out", out, vec![id]).unwrap();
-    g
-}
 
 fn bounds(
     g: &Graph,
@@ -48,7 +27,7 @@ fn alpha_crown_is_never_looser_than_crown_and_often_tighter() {
     let mut tighter = 0;
     let mut rows = 0;
     for seed in 0..10 {
-        let g = deep_net(seed);
+        let g = random_relu_mlp(&[4, 12, 12, 3], seed);
         let mut r = StdRng::seed_from_u64(seed + 50);
         for norm in [Norm::Linf, Norm::L2] {
             let set = InputSet::Ball(NormBall {
@@ -82,7 +61,7 @@ fn alpha_crown_is_never_looser_than_crown_and_often_tighter() {
 #[test]
 fn alpha_crown_stays_below_the_sampled_minimum() {
     for seed in 0..10 {
-        let g = deep_net(seed);
+        let g = random_relu_mlp(&[4, 12, 12, 3], seed);
         let mut r = StdRng::seed_from_u64(seed + 90);
         let center: Vec<f64> = (0..4).map(|_| r.gen_range(0.3..0.7)).collect();
         let eps = 0.3;

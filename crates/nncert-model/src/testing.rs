@@ -147,6 +147,31 @@ pub fn flatten_then_linear(
     g.push("fc", lin, vec![flat]).unwrap()
 }
 
+/// A dense ReLU net with the given layer widths (input first): hidden
+/// layers have biases in ±0.3, the output layer none; weights in ±1.
+pub fn random_relu_mlp(widths: &[usize], seed: u64) -> Graph {
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut g = Graph::with_input("x", vec![1, widths[0]]);
+    let mut id = 0;
+    let last = widths.len() - 1;
+    for k in 1..last {
+        let layer = Op::Linear {
+            weight: random_tensor(&mut r, &[widths[k], widths[k - 1]], 1.0),
+            bias: Some(random_tensor(&mut r, &[widths[k]], 0.3)),
+        };
+        id = g.push(&format!("fc{}", k - 1), layer, vec![id]).unwrap();
+        id = g
+            .push(&format!("relu{}", k - 1), Op::Relu, vec![id])
+            .unwrap();
+    }
+    let out = Op::Linear {
+        weight: random_tensor(&mut r, &[widths[last], widths[last - 1]], 1.0),
+        bias: None,
+    };
+    g.push("out", out, vec![id]).unwrap();
+    g
+}
+
 /// A random batch of `n` inputs in [0, 1) for `graph`.
 pub fn random_inputs(graph: &Graph, n: usize, seed: u64) -> Vec<f32> {
     let mut r = rand::rngs::StdRng::seed_from_u64(seed);

@@ -63,36 +63,34 @@ fn stored_values(nb: &NetworkBounds) -> usize {
         + nb.err.iter().map(Vec::len).sum::<usize>()
 }
 
-/// Proves `spec · y > rhs` over `region` (unsafe: `≤ rhs`), or finds a
-/// counterexample to `p` in `set` (the input set `region` encloses).
-pub fn prove_row(
-    m: &Models,
-    p: &Property,
-    region: &Region,
-    set: &InputSet,
-    spec: &[f64],
-    rhs: f64,
-    cfg: &BabConfig,
-) -> Result<(Outcome, BabStats)> {
+/// One linear property: `spec · y > rhs` over `region` is to be proved
+/// (unsafe: `≤ rhs`); counterexamples are sought in `set` (which `region`
+/// encloses) and confirmed against `property`.
+pub struct RowProblem<'a> {
+    pub property: &'a Property,
+    pub region: &'a Region,
+    pub set: &'a InputSet,
+    pub spec: &'a [f64],
+    pub rhs: f64,
+}
+
+/// Proves the row or finds a counterexample (see the module doc).
+pub fn prove_row(m: &Models, q: &RowProblem, cfg: &BabConfig) -> Result<(Outcome, BabStats)> {
     let mut stats = BabStats::default();
-    let outcome = search(m, p, region, set, spec, rhs, cfg, &mut stats);
-    match outcome {
+    match search(m, q, cfg, &mut stats) {
         Err(crate::VerifyError::Bounds(BoundsError::Timeout)) => Ok((Outcome::Timeout, stats)),
         r => Ok((r?, stats)),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn search(
-    m: &Models,
-    p: &Property,
-    region: &Region,
-    set: &InputSet,
-    spec: &[f64],
-    rhs: f64,
-    cfg: &BabConfig,
-    stats: &mut BabStats,
-) -> Result<Outcome> {
+fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> Result<Outcome> {
+    let RowProblem {
+        property: p,
+        region,
+        set,
+        spec,
+        rhs,
+    } = *q;
     let g = m.bounded;
     let candidates_box = set.bounding_box();
     let deadline: Deadline = cfg.bounds.deadline;

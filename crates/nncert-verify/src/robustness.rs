@@ -8,7 +8,7 @@
 //! Unguided, every label is taken in index order and none is dropped.
 
 use crate::attack::{pgd, PgdConfig};
-use crate::bab::{prove_row, BabConfig};
+use crate::bab::{prove_row, BabConfig, RowProblem};
 use crate::{Counterexample, Models, Outcome, Result};
 use nncert_bounds::{lower_bounds, propagate, Ball, BoundConfig, BoundsError, Method, Region};
 use nncert_spec::{robustness_property_per_target, InputSet, NormBall};
@@ -217,15 +217,15 @@ fn decide_label(
         method: Method::Crown,
         ..cfg.bounds
     };
-    let (outcome, stats) = prove_row(
-        m,
-        p,
+    let set = InputSet::Ball(nball.clone());
+    let problem = RowProblem {
+        property: p,
         region,
-        &InputSet::Ball(nball.clone()),
-        row,
-        0.0,
-        &BabConfig::new(crown),
-    )?;
+        set: &set,
+        spec: row,
+        rhs: 0.0,
+    };
+    let (outcome, stats) = prove_row(m, &problem, &BabConfig::new(crown))?;
     result.subdomains = stats.subdomains;
     if matches!(outcome, Outcome::Proved | Outcome::Counterexample(_)) {
         result.settled_by = Some(Stage::BranchAndBound);

@@ -15,7 +15,7 @@ use nncert_exec::all_engines;
 use nncert_model::Deadline;
 use nncert_spec::{read_vnnlib, write_atomically, Case, InputBox, Property, VnnResult};
 use nncert_verify::attack::{pgd, PgdConfig};
-use nncert_verify::bab::{prove_row, BabConfig};
+use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
 use nncert_verify::input_split::{prove_by_splitting, MAX_SPLIT_DIM};
 use nncert_verify::witness::f32_point_inside;
 use nncert_verify::{Counterexample, Models, Outcome};
@@ -177,7 +177,14 @@ fn prove_case(
             return Ok(Outcome::Counterexample(ce));
         }
         let bab = BabConfig::new(*cfg);
-        match prove_row(m, p, &region, &case.input, &c.coeffs, c.rhs, &bab)?.0 {
+        let row = RowProblem {
+            property: p,
+            region: &region,
+            set: &case.input,
+            spec: &c.coeffs,
+            rhs: c.rhs,
+        };
+        match prove_row(m, &row, &bab)?.0 {
             Outcome::Proved => {}
             Outcome::Unknown => open = true,
             decided => return Ok(decided),
