@@ -26,6 +26,7 @@ pub use interval::{Interval, Region};
 pub use ops::activation::Slopes;
 pub use propagate::{lower_bounds, propagate, propagate_split, NetworkBounds, ReluSplit};
 pub use robustness::{is_certified, robustness_margins, Ball};
+pub use symbolic::{affine_step, SymBounds};
 
 use nncert_model::Deadline;
 use thiserror::Error;

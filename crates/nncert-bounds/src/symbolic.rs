@@ -49,7 +49,7 @@ pub struct SymBounds {
 }
 
 impl SymBounds {
-    pub(crate) fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.lo.len() / self.n
     }
 
@@ -63,7 +63,7 @@ impl SymBounds {
     }
 
     /// The input point itself: L = U = x.
-    fn identity(d: usize) -> SymBounds {
+    pub fn identity(d: usize) -> SymBounds {
         let mut lo = vec![0.0; (d + 1) * d];
         for j in 0..d {
             lo[j * d + j] = 1.0;
@@ -101,7 +101,7 @@ impl SymBounds {
 
     /// The same functions over `m` variables (m ≥ the current count): the new
     /// variables, which this node does not depend on, get zero rows.
-    fn padded(&self, m: usize) -> SymBounds {
+    pub fn padded(&self, m: usize) -> SymBounds {
         let (n, have) = (self.n, self.rows() - 1);
         let widen = |v: &[f64]| {
             let mut out = v[..have * n].to_vec();
@@ -118,7 +118,7 @@ impl SymBounds {
 
     /// Appends fresh variables `first..first + k`, one per `(element, coefficient)`,
     /// in both functions (`first` ≥ the current count; rows between are zero).
-    fn with_fresh(&self, first: usize, fresh: &[(usize, f64)]) -> SymBounds {
+    pub fn with_fresh(&self, first: usize, fresh: &[(usize, f64)]) -> SymBounds {
         let n = self.n;
         let mut out = self.padded(first + fresh.len());
         for (k, &(j, c)) in fresh.iter().enumerate() {
@@ -180,7 +180,7 @@ impl SymBounds {
     }
 
     /// `s·z + t` per element (s of any sign): a negative scale swaps the functions.
-    fn scaled(&self, scale: impl Fn(usize) -> f64, shift: impl Fn(usize) -> f64) -> SymBounds {
+    pub fn scaled(&self, scale: impl Fn(usize) -> f64, shift: impl Fn(usize) -> f64) -> SymBounds {
         let (n, rows) = (self.n, self.rows());
         let mut out = SymBounds {
             lo: vec![0.0; rows * n],
@@ -266,13 +266,71 @@ pub(crate) fn step<'s>(
             entries,
         });
     }
-    // Inputs over the same variables (constants and older branches have fewer).
+    if let Some(s) = affine_step(g, id, *vars, &sym) {
+        return Ok(s);
+    }
     let m = *vars;
     let arg = |k: usize| sym(k).padded(m);
     let in_shape = |k: usize| g.nodes[node.inputs[k]].shape.as_slice();
     Ok(match &node.op {
         Op::Input if domain == Domain::Symbolic => SymBounds::identity(input_box.len()),
         Op::Input => SymBounds::box_zonotope(input_box),
+        Op::Relu | Op::LeakyRelu { .. } => {
+            let leak = match node.op {
+                Op::LeakyRelu { alpha } => alpha as f64,
+                _ => 0.0,
+            };
+            if !(0.0..=1.0).contains(&leak) {
+                return Err(BoundsError::Unsupported {
+                    method: domain_name(domain),
+                    op: node.op.name(),
+                    node: node.name.clone(),
+                    hint: " with a negative-side slope outside [0, 1]",
+                });
+            }
+            match domain {
+                Domain::Symbolic => relu_step(sym(0), x(0), leak),
+                Domain::Zonotope => relu_zonotope(&arg(0), x(0), leak, vars),
+            }
+        }
+        op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => match domain {
+            Domain::Symbolic => s_shaped_step(sym(0), x(0), monotone(op)),
+            Domain::Zonotope => s_shaped_zonotope(&arg(0), x(0), monotone(op), vars),
+        },
+        Op::MaxPool2d { window } => {
+            let lines = pool::max_lines(x(0), in_shape(0), window);
+            let best: Vec<Option<usize>> = lines.iter().map(|&(b, _)| Some(b)).collect();
+            let out = arg(0).gathered(&best, 0.0);
+            max_pool_step(out, x(0), &lines, domain, vars)
+        }
+        _ => {
+            return Err(BoundsError::Unsupported {
+                method: domain_name(domain),
+                op: node.op.name(),
+                node: node.name.clone(),
+                hint: "; canonicalise the model first",
+            })
+        }
+    })
+}
+
+/// The functions of an affine node (every op but the input, the activations,
+/// max-pool and non-canonical binaries) from its inputs', mapped exactly as
+/// the op maps values (up to f64 rounding); `None` for the other ops. `vars`
+/// is the number of variables the inputs' functions may range over.
+pub fn affine_step<'s>(
+    g: &Graph,
+    id: NodeId,
+    vars: usize,
+    sym: impl Fn(usize) -> &'s SymBounds,
+) -> Option<SymBounds> {
+    let node = &g.nodes[id];
+    let n: usize = node.shape.iter().product();
+    // Inputs over the same variables (constants and older branches have fewer).
+    let m = vars;
+    let arg = |k: usize| sym(k).padded(m);
+    let in_shape = |k: usize| g.nodes[node.inputs[k]].shape.as_slice();
+    Some(match &node.op {
         Op::Constant(t) => SymBounds::constant(&f64s(t)),
         Op::Linear { weight, bias } => linear_step(sym(0), weight, bias.as_ref()),
         Op::Conv2d { .. } => conv_step(sym(0), &ConvCall::of(g, id).expect("conv")),
@@ -302,34 +360,6 @@ pub(crate) fn step<'s>(
                 hi: a.hi.iter().zip(bhi).map(|(p, q)| p + sign * q).collect(),
                 n,
             }
-        }
-        Op::Relu | Op::LeakyRelu { .. } => {
-            let leak = match node.op {
-                Op::LeakyRelu { alpha } => alpha as f64,
-                _ => 0.0,
-            };
-            if !(0.0..=1.0).contains(&leak) {
-                return Err(BoundsError::Unsupported {
-                    method: domain_name(domain),
-                    op: node.op.name(),
-                    node: node.name.clone(),
-                    hint: " with a negative-side slope outside [0, 1]",
-                });
-            }
-            match domain {
-                Domain::Symbolic => relu_step(sym(0), x(0), leak),
-                Domain::Zonotope => relu_zonotope(&arg(0), x(0), leak, vars),
-            }
-        }
-        op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => match domain {
-            Domain::Symbolic => s_shaped_step(sym(0), x(0), monotone(op)),
-            Domain::Zonotope => s_shaped_zonotope(&arg(0), x(0), monotone(op), vars),
-        },
-        Op::MaxPool2d { window } => {
-            let lines = pool::max_lines(x(0), in_shape(0), window);
-            let best: Vec<Option<usize>> = lines.iter().map(|&(b, _)| Some(b)).collect();
-            let out = arg(0).gathered(&best, 0.0);
-            max_pool_step(out, x(0), &lines, domain, vars)
         }
         Op::AvgPool2d {
             window,
@@ -368,14 +398,7 @@ pub(crate) fn step<'s>(
                 n,
             }
         }
-        Op::Binary(_) => {
-            return Err(BoundsError::Unsupported {
-                method: domain_name(domain),
-                op: node.op.name(),
-                node: node.name.clone(),
-                hint: "; canonicalise the model first",
-            })
-        }
+        _ => return None,
     })
 }
 

@@ -36,6 +36,9 @@ enum Command {
     Run(commands::run::RunArgs),
     /// VNN-COMP tool contract: MODEL SPEC → sat/unsat/timeout/unknown/error in --out.
     Vnncomp(commands::vnncomp::VnncompArgs),
+    /// The floating-point attack on verified networks (fp-exploit paper) against
+    /// the real-arithmetic MILP verifier and against sound mode.
+    FpAttack(commands::fp_attack::FpAttackArgs),
 }
 
 /// A user-facing failure: printed as one line, exit code 2.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Some(Command::Verify(a)) => commands::verify::run(a),
         Some(Command::Run(a)) => commands::run::run(a),
         Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
+        Some(Command::FpAttack(a)) => commands::fp_attack::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

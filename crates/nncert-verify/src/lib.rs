@@ -5,12 +5,14 @@
 //! - `attack`: PGD (L∞, L2, L1) with restarts on one linear margin.
 //! - `bab`: branch and bound on ReLU neurons, CROWN bounds per subdomain.
 //! - `input_split`: branch and bound on the input box (few input dimensions).
+//! - `milp`: MIPVerify's MILP formulation through good_lp (microlp, or CBC).
 //! - `robustness`: the per-image pipeline with target-label guidance
 //!   (attack → incomplete → complete, one label at a time).
 
 pub mod attack;
 pub mod bab;
 pub mod input_split;
+pub mod milp;
 pub mod robustness;
 pub mod witness;
 
@@ -24,6 +26,8 @@ pub enum VerifyError {
     Model(#[from] nncert_model::ModelError),
     #[error(transparent)]
     Bounds(#[from] nncert_bounds::BoundsError),
+    #[error("MILP solver: {0}")]
+    Solver(String),
 }
 
 pub type Result<T> = std::result::Result<T, VerifyError>;
@@ -35,5 +39,8 @@ pub enum Outcome {
     Counterexample(Counterexample),
     /// Neither: the search ran out of things to try (or of its memory cap).
     Unknown,
+    /// A real-arithmetic solver (the MILP) found no counterexample, which
+    /// float32 (sound) mode cannot accept as a proof.
+    Unconfirmed,
     Timeout,
 }

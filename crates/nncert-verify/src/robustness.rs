@@ -3,16 +3,33 @@
 //! labels whose margin is already positive cannot beat the label and are
 //! dropped; the rest are taken most dangerous first (smallest margin bound,
 //! i.e. largest upper bound of `y_t − y_label`), each through attack (PGD),
-//! α-CROWN and ReLU branch and bound. The first confirmed counterexample
+//! α-CROWN and a complete stage (ReLU branch and bound, the MILP, or both:
+//! `CompleteEngine`). The first confirmed counterexample
 //! ends the search; a label left undecided makes the answer unknown.
 //! Unguided, every label is taken in index order and none is dropped.
 
 use crate::attack::{pgd, PgdConfig};
 use crate::bab::{prove_row, BabConfig, RowProblem};
+use crate::milp::{self, Encoding, MilpSolver};
 use crate::{Counterexample, Models, Outcome, Result};
-use nncert_bounds::{lower_bounds, propagate, Ball, BoundConfig, BoundsError, Method, Region};
-use nncert_spec::{robustness_property_per_target, InputSet, NormBall};
+use nncert_bounds::{
+    lower_bounds, propagate, Ball, BoundConfig, BoundsError, Interval, Method, NetworkBounds,
+    Region,
+};
+use nncert_model::Deadline;
+use nncert_spec::{robustness_property_per_target, InputSet, NormBall, Property};
 use std::time::Instant;
+
+/// The complete stage, for labels that attack and α-CROWN leave open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompleteEngine {
+    /// None: such labels stay unknown.
+    Off,
+    BranchAndBound,
+    Milp,
+    /// Branch and bound for half the time left, then the MILP.
+    Auto,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct PipelineConfig {
@@ -21,8 +38,8 @@ pub struct PipelineConfig {
     pub pgd: PgdConfig,
     /// Order labels by their bounds and drop the impossible ones.
     pub guided: bool,
-    /// Run ReLU branch and bound on labels the incomplete stage leaves open.
-    pub branch_and_bound: bool,
+    pub complete: CompleteEngine,
+    pub milp_solver: MilpSolver,
 }
 
 #[derive(Debug)]
@@ -43,6 +60,7 @@ pub enum Stage {
     Attack,
     AlphaCrown,
     BranchAndBound,
+    Milp,
 }
 
 #[derive(Debug)]
@@ -53,6 +71,8 @@ pub struct LabelResult {
     /// The stage that settled it (None: open or not reached).
     pub settled_by: Option<Stage>,
     pub subdomains: usize,
+    /// The MILP found no counterexample, which sound mode cannot take as a proof.
+    pub unconfirmed: bool,
 }
 
 #[derive(Debug)]
@@ -118,6 +138,7 @@ pub fn verify_robustness(
             margin_lower,
             settled_by: (cfg.guided && margin_lower > 0.0).then_some(Stage::Bounds),
             subdomains: 0,
+            unconfirmed: false,
         })
         .collect();
     let mut order: Vec<usize> = (0..labels.len())
@@ -128,10 +149,16 @@ pub fn verify_robustness(
     }
     let sort_ms = t_sort.elapsed().as_secs_f64() * 1e3;
     let mut open = false;
+    let mut image = Image {
+        set: InputSet::Ball(nball),
+        region,
+        bounds: nb,
+        encoding: None,
+    };
     for k in order {
         let (target, p) = &properties[k];
         let row = &spec[k * classes..][..classes];
-        let label_outcome = decide_label(m, p, &nball, &region, &nb, row, cfg, &mut labels[k])?;
+        let label_outcome = decide_label(m, p, &mut image, row, cfg, &mut labels[k])?;
         match label_outcome {
             Outcome::Proved => {}
             Outcome::Counterexample(witness) => {
@@ -145,7 +172,7 @@ pub fn verify_robustness(
                     sort_ms,
                 });
             }
-            Outcome::Unknown => open = true,
+            Outcome::Unknown | Outcome::Unconfirmed => open = true,
             Outcome::Timeout => {
                 let verdict = Verdict::Timeout;
                 return Ok(RobustnessReport {
@@ -168,28 +195,26 @@ pub fn verify_robustness(
     })
 }
 
-/// Attack, then α-CROWN, then branch and bound, on one label's margin.
-#[allow(clippy::too_many_arguments)]
+/// What every label of one image shares.
+struct Image {
+    set: InputSet,
+    region: Region,
+    bounds: NetworkBounds,
+    /// The MILP, built when a label first needs it.
+    encoding: Option<Encoding>,
+}
+
+/// Attack, then α-CROWN, then the complete stage, on one label's margin.
 fn decide_label(
     m: &Models,
-    p: &nncert_spec::Property,
-    nball: &NormBall,
-    region: &Region,
-    nb: &nncert_bounds::NetworkBounds,
+    p: &Property,
+    image: &mut Image,
     row: &[f64],
     cfg: &PipelineConfig,
     result: &mut LabelResult,
 ) -> Result<Outcome> {
     let deadline = cfg.bounds.deadline;
-    if let Some(ce) = pgd(
-        m,
-        p,
-        &InputSet::Ball(nball.clone()),
-        row,
-        0.0,
-        &cfg.pgd,
-        deadline,
-    )? {
+    if let Some(ce) = pgd(m, p, &image.set, row, 0.0, &cfg.pgd, deadline)? {
         result.settled_by = Some(Stage::Attack);
         return Ok(Outcome::Counterexample(ce));
     }
@@ -201,7 +226,7 @@ fn decide_label(
         alpha_stop_above: Some(0.0),
         ..cfg.bounds
     };
-    match lower_bounds(m.bounded, nb, region, &alpha, row, 1) {
+    match lower_bounds(m.bounded, &image.bounds, &image.region, &alpha, row, 1) {
         Ok(lb) if lb[0] > 0.0 => {
             result.settled_by = Some(Stage::AlphaCrown);
             return Ok(Outcome::Proved);
@@ -210,25 +235,89 @@ fn decide_label(
         Err(BoundsError::Timeout) => return Ok(Outcome::Timeout),
         Err(e) => return Err(e.into()),
     }
-    if !cfg.branch_and_bound {
-        return Ok(Outcome::Unknown);
-    }
+    let outcome = match cfg.complete {
+        CompleteEngine::Off => return Ok(Outcome::Unknown),
+        CompleteEngine::BranchAndBound => {
+            branch_and_bound(m, p, image, row, cfg, deadline, result)?
+        }
+        CompleteEngine::Milp => milp_stage(m, p, image, row, cfg, result)?,
+        CompleteEngine::Auto => {
+            let half = deadline.remaining().map(|r| Deadline::after(r / 2));
+            let first = branch_and_bound(m, p, image, row, cfg, half.unwrap_or(deadline), result)?;
+            match first {
+                Outcome::Unknown | Outcome::Timeout if !deadline.expired() => {
+                    milp_stage(m, p, image, row, cfg, result)?
+                }
+                o => o,
+            }
+        }
+    };
+    Ok(outcome)
+}
+
+fn branch_and_bound(
+    m: &Models,
+    p: &Property,
+    image: &Image,
+    row: &[f64],
+    cfg: &PipelineConfig,
+    deadline: Deadline,
+    result: &mut LabelResult,
+) -> Result<Outcome> {
     let crown = BoundConfig {
         method: Method::Crown,
+        deadline,
         ..cfg.bounds
     };
-    let set = InputSet::Ball(nball.clone());
     let problem = RowProblem {
         property: p,
-        region,
-        set: &set,
+        region: &image.region,
+        set: &image.set,
         spec: row,
         rhs: 0.0,
     };
     let (outcome, stats) = prove_row(m, &problem, &BabConfig::new(crown))?;
-    result.subdomains = stats.subdomains;
+    result.subdomains += stats.subdomains;
     if matches!(outcome, Outcome::Proved | Outcome::Counterexample(_)) {
         result.settled_by = Some(Stage::BranchAndBound);
+    }
+    Ok(outcome)
+}
+
+fn milp_stage(
+    m: &Models,
+    p: &Property,
+    image: &mut Image,
+    row: &[f64],
+    cfg: &PipelineConfig,
+    result: &mut LabelResult,
+) -> Result<Outcome> {
+    if image.encoding.is_none() {
+        let b = image.set.bounding_box();
+        let input = Interval { lo: b.lo, hi: b.hi };
+        image.encoding = Some(milp::encode(m.bounded, &image.bounds, &input)?);
+    }
+    let enc = image.encoding.as_ref().expect("just built");
+    let problem = RowProblem {
+        property: p,
+        region: &image.region,
+        set: &image.set,
+        spec: row,
+        rhs: 0.0,
+    };
+    let deadline = cfg.bounds.deadline;
+    let outcome = milp::decide_row(
+        m,
+        &problem,
+        enc,
+        cfg.milp_solver,
+        cfg.bounds.soundness,
+        deadline,
+    )?;
+    match outcome {
+        Outcome::Proved | Outcome::Counterexample(_) => result.settled_by = Some(Stage::Milp),
+        Outcome::Unconfirmed => result.unconfirmed = true,
+        _ => {}
     }
     Ok(outcome)
 }

@@ -14,7 +14,10 @@ use nncert_spec::{
 };
 use nncert_verify::attack::{pgd, PgdConfig};
 use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
-use nncert_verify::robustness::{verify_robustness, PipelineConfig, Stage, Verdict};
+use nncert_verify::milp::{self, MilpSolver};
+use nncert_verify::robustness::{
+    verify_robustness, CompleteEngine, PipelineConfig, Stage, Verdict,
+};
 use nncert_verify::{Models, Outcome};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -200,7 +203,7 @@ fn bab_proves_true_and_refutes_false_properties() {
                     assert!(p.is_counterexample(&ce.x, &ce.y));
                     refuted += 1;
                 }
-                Outcome::Unknown | Outcome::Timeout => {}
+                Outcome::Unknown | Outcome::Unconfirmed | Outcome::Timeout => {}
             }
         }
     }
@@ -307,7 +310,8 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
                     },
                     pgd: PgdConfig::default(),
                     guided,
-                    branch_and_bound: true,
+                    complete: CompleteEngine::BranchAndBound,
+                    milp_solver: MilpSolver::MicroLp,
                 };
                 verify_robustness(&m, &x0, label, ball, &cfg).unwrap()
             };
@@ -343,4 +347,66 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
         decided >= 12,
         "only {decided} of 18 cases decided both ways"
     );
+}
+
+/// The MILP stage decides rows exactly in real-arithmetic mode (a property
+/// 0.02 above the grid minimum is proved, 0.05 below it refuted with a
+/// confirmed witness), and in float32 mode its "infeasible" is never a proof.
+#[test]
+fn milp_rows_are_decided_and_proofs_need_real_mode() {
+    let b = InputBox {
+        lo: vec![-1.0, -1.0],
+        hi: vec![1.0, 1.0],
+    };
+    for solver in [MilpSolver::MicroLp, MilpSolver::Cbc] {
+        if !solver.available() {
+            continue;
+        }
+        for seed in 0..5 {
+            let g = random_relu_mlp(&[2, 8, 8, 1], 400 + seed);
+            let engines = all_engines(&g).unwrap();
+            let m = Models {
+                executed: &g,
+                bounded: &g,
+                engines: &engines,
+            };
+            let min = grid(&b, 201)
+                .iter()
+                .map(|x| nncert_model::reference_forward(&g, x).unwrap()[0])
+                .fold(f64::INFINITY, f64::min);
+            let set = InputSet::Box(b.clone());
+            for soundness in [Soundness::Real, Soundness::Float32] {
+                let region = Region::of(&set, soundness);
+                let nb =
+                    propagate(&g, &region, &BoundConfig::new(Method::Crown, soundness)).unwrap();
+                let input = nncert_bounds::Interval {
+                    lo: b.lo.clone(),
+                    hi: b.hi.clone(),
+                };
+                let enc = milp::encode(&g, &nb, &input).unwrap();
+                for (rhs, holds) in [(min - 0.02, true), (min + 0.05, false)] {
+                    let p = property(&b, &[1.0], rhs);
+                    let row = RowProblem {
+                        property: &p,
+                        region: &region,
+                        set: &set,
+                        spec: &[1.0],
+                        rhs,
+                    };
+                    let deadline = nncert_model::Deadline::after_secs(30.0);
+                    let outcome = milp::decide_row(&m, &row, &enc, solver, soundness, deadline);
+                    match (outcome.unwrap(), holds, soundness) {
+                        (Outcome::Proved, true, Soundness::Real) => {}
+                        (Outcome::Unconfirmed, true, Soundness::Float32) => {}
+                        (Outcome::Counterexample(ce), false, _) => {
+                            assert!(p.is_counterexample(&ce.x, &ce.y))
+                        }
+                        (o, _, _) => {
+                            panic!("{solver:?} seed {seed} rhs {rhs} {soundness:?}: {o:?}")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

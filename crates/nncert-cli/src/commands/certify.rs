@@ -115,6 +115,9 @@ pub struct VerifyDetail {
     pub sort_ms: f64,
     /// Subdomains bounded by ReLU branch and bound, all labels together.
     pub subdomains: usize,
+    /// Labels the MILP found no counterexample for, which sound mode cannot
+    /// take as a proof (`--engine milp|auto` without `--unsound`).
+    pub unconfirmed_labels: Vec<usize>,
 }
 
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
 pub mod certify;
 pub mod demo;
+pub mod fp_attack;
 pub mod info;
 pub mod run;
 pub mod verify;

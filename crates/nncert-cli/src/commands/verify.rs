@@ -1,20 +1,22 @@
 //! `nncert verify`: complete robustness verification per image — attack,
-//! incomplete bounds, ReLU branch and bound — one label at a time in the
-//! order their bounds suggest (target-label guidance), with one deadline
-//! per image. Flags and JSON schema are `certify`'s, plus `--timeout`.
+//! incomplete bounds, then ReLU branch and bound and/or the MILP
+//! (`--engine`) — one label at a time in the order their bounds suggest
+//! (target-label guidance), with one deadline per image. Flags and JSON
+//! schema are `certify`'s, plus `--timeout`, `--engine` and `--milp-solver`.
 
 use super::certify::{
     for_each_image, margins_by_class, prepare, run_with_progress, soundness, summarize,
     CertifyArgs, Decision, ImageResult, Report, VerifyDetail, VerifySummary,
 };
 use crate::{CliResult, UserError};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use nncert_bounds::{Ball, BoundConfig};
 use nncert_data::Dataset;
 use nncert_exec::all_engines;
 use nncert_model::{Deadline, Graph};
 use nncert_verify::attack::PgdConfig;
-use nncert_verify::robustness::{verify_robustness, PipelineConfig, Verdict};
+use nncert_verify::milp::MilpSolver;
+use nncert_verify::robustness::{verify_robustness, CompleteEngine, PipelineConfig, Verdict};
 use nncert_verify::Models;
 
 #[derive(Parser)]
@@ -33,6 +35,46 @@ pub struct VerifyArgs {
     /// PGD restarts per label (the first starts at the image).
     #[arg(long, default_value_t = 3)]
     pub pgd_restarts: usize,
+    /// The complete stage: ReLU branch and bound, the MILP (whose "robust"
+    /// counts only with --unsound; in sound mode it is reported unconfirmed),
+    /// or branch and bound for half the time left, then the MILP.
+    #[arg(long, value_enum, default_value_t = EngineArg::Bab)]
+    pub engine: EngineArg,
+    /// The MILP solver (cbc needs a build with `--features cbc`).
+    #[arg(long, value_enum, default_value_t = SolverArg::Microlp)]
+    pub milp_solver: SolverArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EngineArg {
+    Bab,
+    Milp,
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SolverArg {
+    Microlp,
+    Cbc,
+}
+
+impl EngineArg {
+    fn engine(self) -> CompleteEngine {
+        match self {
+            EngineArg::Bab => CompleteEngine::BranchAndBound,
+            EngineArg::Milp => CompleteEngine::Milp,
+            EngineArg::Auto => CompleteEngine::Auto,
+        }
+    }
+}
+
+impl SolverArg {
+    pub fn solver(self) -> MilpSolver {
+        match self {
+            SolverArg::Microlp => MilpSolver::MicroLp,
+            SolverArg::Cbc => MilpSolver::Cbc,
+        }
+    }
 }
 
 pub fn run(a: VerifyArgs) -> CliResult {
@@ -46,6 +88,11 @@ pub fn run(a: VerifyArgs) -> CliResult {
             "--timeout {}: expected a positive number of seconds",
             a.timeout
         )));
+    }
+    if !a.milp_solver.solver().available() {
+        return Err(UserError(
+            "--milp-solver cbc: this build has no CBC (rebuild with `--features cbc`)".into(),
+        ));
     }
     run_with_progress(&a.common, |g, ds, common, on_image| {
         verify_images(g, ds, common, &a, on_image)
@@ -85,7 +132,8 @@ fn verify_images(
                 seed: 0,
             },
             guided: !a.no_label_guidance,
-            branch_and_bound: true,
+            complete: a.engine.engine(),
+            milp_solver: a.milp_solver.solver(),
         };
         let report = verify_robustness(&m, x0, label, ball, &cfg)?;
         let lower: Vec<f64> = report.labels.iter().map(|l| l.margin_lower).collect();
@@ -111,6 +159,12 @@ fn verify_images(
                 labels_checked,
                 sort_ms: report.sort_ms,
                 subdomains: report.labels.iter().map(|l| l.subdomains).sum(),
+                unconfirmed_labels: report
+                    .labels
+                    .iter()
+                    .filter(|l| l.unconfirmed)
+                    .map(|l| l.target)
+                    .collect(),
             }),
         })
     };

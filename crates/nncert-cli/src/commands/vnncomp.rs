@@ -118,7 +118,7 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
             Outcome::Proved => {}
             Outcome::Counterexample(ce) => return Ok(sat(ce)),
             Outcome::Timeout => return Ok(VnnResult::Timeout),
-            Outcome::Unknown => open = true,
+            Outcome::Unknown | Outcome::Unconfirmed => open = true,
         }
     }
     Ok(if open {
@@ -186,7 +186,7 @@ fn prove_case(
         };
         match prove_row(m, &row, &bab)?.0 {
             Outcome::Proved => {}
-            Outcome::Unknown => open = true,
+            Outcome::Unknown | Outcome::Unconfirmed => open = true,
             decided => return Ok(decided),
         }
     }

@@ -1,0 +1,313 @@
+//! `nncert fp-attack`: the floating-point attack of fp-exploit-verified-nns.md
+//! (§4.2) on seed images that the verifier claims robust: brightness
+//! bisection to a quasi-safe x0, τ search to a quasi-adversarial x1 (the
+//! real-arithmetic MILP's worst point), hill climbing on every float32
+//! engine, with and without the gap. `--against milp` attacks the
+//! real-arithmetic MILP verifier (MIPVerify's formulation), `--against
+//! sound` nncert's sound pipeline; every case also records sound mode's
+//! verdict on its x0 (a certified x0 with a successful engine would be a
+//! soundness bug, counted as a violation).
+
+use super::certify::prepare;
+use super::verify::SolverArg;
+use crate::inputs::DataSource;
+use crate::{embedded, existing, CliResult, UserError};
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use nncert_bounds::Soundness;
+use nncert_data::Dataset;
+use nncert_exec::all_engines;
+use nncert_fpattack::climb::ClimbConfig;
+use nncert_fpattack::oracle::{Claim, MilpVerifier, SoundVerifier, Verifier};
+use nncert_fpattack::pipeline::{attack_seed, audit, AttackConfig, CaseReport};
+use nncert_model::Graph;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    Milp,
+    Sound,
+    Both,
+}
+
+#[derive(Parser)]
+pub struct FpAttackArgs {
+    /// ONNX or native model (default: the embedded MNIST model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Test images: mnist:DIR, cifar10:PATH or embedded.
+    #[arg(long, default_value = "embedded")]
+    data: DataSource,
+    /// L∞ radius.
+    #[arg(long, default_value_t = 0.1)]
+    eps: f64,
+    /// Seed images to attack (drawn among those the MILP verifier claims robust).
+    #[arg(long, default_value_t = 32)]
+    seeds: usize,
+    /// Draw seed images from the first N test images.
+    #[arg(long, default_value_t = 1000)]
+    pool: usize,
+    /// Random seed of the draw and of the hill climbing.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The verifier attacked.
+    #[arg(long, value_enum, default_value_t = Against::Both)]
+    against: Against,
+    #[arg(long, value_enum, default_value_t = SolverArg::Cbc)]
+    milp_solver: SolverArg,
+    /// Seconds per MILP solve.
+    #[arg(long, default_value_t = 60.0)]
+    milp_timeout: f64,
+    /// Seconds per call of the sound verifier.
+    #[arg(long, default_value_t = 10.0)]
+    sound_timeout: f64,
+    /// Hill-climbing sweeps over all tiles (the paper: 1000).
+    #[arg(long, default_value_t = 1000)]
+    sweeps: usize,
+    /// Folder for case_*.json, summary.json and the x0 / x_adv PNGs.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Table 1 of the paper, one row per attacked verifier.
+#[derive(Serialize)]
+struct Row {
+    verifier: String,
+    tested: usize,
+    quasi_adversarial: usize,
+    /// Per engine: successes without and with the gap.
+    successes: Vec<(String, usize, usize)>,
+    sound_violations: usize,
+}
+
+pub fn run(a: FpAttackArgs) -> CliResult {
+    let solver = a.milp_solver.solver();
+    if !solver.available() {
+        return Err(UserError(
+            "--milp-solver cbc: this build has no CBC (rebuild with `--features cbc`, or pass --milp-solver microlp)".into(),
+        ));
+    }
+    if !(a.eps > 0.0 && a.eps < 1.0) {
+        return Err(UserError(format!(
+            "--eps {}: expected a value in (0, 1)",
+            a.eps
+        )));
+    }
+    let loaded = match &a.model {
+        Some(p) => nncert_model::load_model(existing(p)?)?,
+        None => embedded::model(),
+    };
+    let g = prepare(&loaded, Soundness::Float32)?;
+    let ds = a.data.load()?;
+    if ds.image_len() != g.input_len() {
+        return Err(UserError(format!(
+            "the images have {} values but the model expects {}",
+            ds.image_len(),
+            g.input_len()
+        )));
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| UserError(format!("{}: {e}", a.out.display())))?;
+    let engines = all_engines(&g)?;
+    let milp = MilpVerifier {
+        eps: a.eps,
+        solver,
+        time_limit: Duration::from_secs_f64(a.milp_timeout),
+    };
+    let sound = SoundVerifier {
+        eps: a.eps,
+        timeout: a.sound_timeout,
+        engines: &engines,
+    };
+    let cfg = AttackConfig {
+        climb: ClimbConfig {
+            sweeps: a.sweeps,
+            seed: a.seed,
+            ..ClimbConfig::default()
+        },
+        ..AttackConfig::paper(a.eps)
+    };
+    let seeds = pick_seeds(&g, &ds, &milp, &a)?;
+    let mut verifiers: Vec<(&str, &dyn Verifier)> = Vec::new();
+    if a.against != Against::Sound {
+        verifiers.push(("milp", &milp));
+    }
+    if a.against != Against::Milp {
+        verifiers.push(("sound", &sound));
+    }
+    let bar = ProgressBar::new((seeds.len() * verifiers.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {elapsed_precise} {msg}")
+            .expect("template"),
+    );
+    let start = Instant::now();
+    let mut rows = Vec::new();
+    for &(name, v) in &verifiers {
+        let mut cases = Vec::new();
+        for &(index, label) in &seeds {
+            let progress = |m: String| {
+                if std::env::var_os("NNCERT_TRACE").is_some() {
+                    eprintln!("[{:.1} s] seed {index}: {m}", start.elapsed().as_secs_f64());
+                }
+                bar.set_message(format!("seed {index}: {m}"));
+            };
+            let image = ds.image(index);
+            let mut r = attack_seed(
+                (name, v),
+                &milp,
+                &g,
+                &engines,
+                index,
+                image,
+                label,
+                &cfg,
+                &progress,
+            )?;
+            audit(&mut r, &sound, &g)?;
+            write_case(&a.out, &r, g.input_shape())?;
+            bar.inc(1);
+            cases.push(r);
+        }
+        rows.push(row(name, &cases));
+    }
+    bar.finish_and_clear();
+    let summary = serde_json::json!({
+        "model": a.model.as_ref().map(|p| p.display().to_string()),
+        "eps": a.eps,
+        "seeds": seeds.iter().map(|s| s.0).collect::<Vec<_>>(),
+        "sweeps": a.sweeps,
+        "seconds": start.elapsed().as_secs_f64(),
+        "rows": rows,
+    });
+    let path = a.out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    print_table(&rows, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Correctly classified test images the MILP verifier claims robust, in a
+/// seeded random order, until `--seeds` are found.
+fn pick_seeds(
+    g: &Graph,
+    ds: &Dataset,
+    milp: &MilpVerifier,
+    a: &FpAttackArgs,
+) -> CliResult<Vec<(usize, usize)>> {
+    let mut order: Vec<usize> = (0..a.pool.min(ds.len())).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(a.seed));
+    let reference = nncert_model::forward::Reference;
+    let mut seeds = Vec::new();
+    for i in order {
+        if seeds.len() == a.seeds {
+            break;
+        }
+        let x: Vec<f64> = ds.image(i).iter().map(|&v| v as f64).collect();
+        let y = nncert_model::forward::run(g, &reference, &x)?;
+        let predicted = (0..y.len())
+            .max_by(|&p, &q| y[p].total_cmp(&y[q]))
+            .unwrap_or(0);
+        let label = ds.labels[i] as usize;
+        if predicted == label && milp.claim(g, ds.image(i), label)? == Claim::Robust {
+            seeds.push((i, label));
+        }
+    }
+    Ok(seeds)
+}
+
+fn row(name: &str, cases: &[CaseReport]) -> Row {
+    let engines: Vec<String> = cases
+        .iter()
+        .find(|c| !c.engines.is_empty())
+        .map(|c| c.engines.iter().map(|e| e.engine.clone()).collect())
+        .unwrap_or_default();
+    let successes = engines
+        .iter()
+        .enumerate()
+        .map(|(k, e)| {
+            let count = |f: fn(&nncert_fpattack::pipeline::EngineResult) -> bool| {
+                cases
+                    .iter()
+                    .filter(|c| c.engines.get(k).is_some_and(f))
+                    .count()
+            };
+            (e.clone(), count(|r| r.success), count(|r| r.gap_success))
+        })
+        .collect();
+    Row {
+        verifier: name.to_string(),
+        tested: cases.len(),
+        quasi_adversarial: cases.iter().filter(|c| c.quasi_adversarial()).count(),
+        successes,
+        sound_violations: cases.iter().map(CaseReport::sound_violations).sum(),
+    }
+}
+
+fn print_table(rows: &[Row], seconds: f64) {
+    for r in rows {
+        println!(
+            "against {}: quasi-adversarial {}/{} tested; sound-mode violations {}",
+            r.verifier, r.quasi_adversarial, r.tested, r.sound_violations
+        );
+        for (e, plain, gap) in &r.successes {
+            println!("  {e:<10} successes: {plain} without gap, {gap} with gap");
+        }
+    }
+    println!("{seconds:.1} s in all");
+}
+
+fn write_case(dir: &Path, r: &CaseReport, shape: &[usize]) -> CliResult {
+    let stem = format!("case_{}_{}", r.verifier, r.index);
+    let path = dir.join(format!("{stem}.json"));
+    std::fs::write(&path, serde_json::to_string(r)?)
+        .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    if let Some(x0) = &r.x0 {
+        write_png(&dir.join(format!("{stem}_x0.png")), x0, shape)?;
+    }
+    for e in r.engines.iter().filter(|e| e.success) {
+        write_png(
+            &dir.join(format!("{stem}_adv_{}.png", e.engine)),
+            &e.x_adv,
+            shape,
+        )?;
+    }
+    Ok(())
+}
+
+/// A [0, 1] image as an 8-bit PNG (grey for one channel, RGB for three),
+/// each pixel drawn 4×4.
+fn write_png(path: &Path, x: &[f32], shape: &[usize]) -> CliResult {
+    let (c, h, w) = match *shape {
+        [1, c, h, w] if c == 1 || c == 3 => (c, h, w),
+        _ => return Ok(()),
+    };
+    const ZOOM: usize = 4;
+    let mut data = Vec::with_capacity(h * w * c * ZOOM * ZOOM);
+    for y in 0..h * ZOOM {
+        for xx in 0..w * ZOOM {
+            for ch in 0..c {
+                let v = x[(ch * h + y / ZOOM) * w + xx / ZOOM];
+                data.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
+            }
+        }
+    }
+    let file =
+        std::fs::File::create(path).map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    let mut enc = png::Encoder::new(
+        std::io::BufWriter::new(file),
+        (w * ZOOM) as u32,
+        (h * ZOOM) as u32,
+    );
+    enc.set_color(if c == 1 {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    });
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(&data)?;
+    Ok(())
+}

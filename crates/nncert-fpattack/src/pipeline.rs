@@ -1,0 +1,328 @@
+//! One seed image through the three steps of §4.2, against one verifier.
+
+use crate::climb::{hill_climb, ClimbConfig};
+use crate::oracle::{Claim, MilpVerifier, Search, Verifier};
+use crate::perturbation::{nextafter_box, project};
+use nncert_exec::Engine;
+use nncert_model::{Graph, Op, Tensor};
+use nncert_verify::{Result, VerifyError};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug)]
+pub struct AttackConfig {
+    pub eps: f64,
+    /// Brightness bisection stops at this width (δ of step 1).
+    pub alpha_width: f64,
+    /// Grid points when the verifier times out inside the bisection.
+    pub grid_points: usize,
+    /// τ search: bracket τ_w ± this (δ_s of step 2) ...
+    pub tau_bracket: f64,
+    /// ... narrowed to this width.
+    pub tau_width: f64,
+    pub climb: ClimbConfig,
+}
+
+impl AttackConfig {
+    pub fn paper(eps: f64) -> Self {
+        AttackConfig {
+            eps,
+            alpha_width: 1e-7,
+            grid_points: 16,
+            tau_bracket: 3e-6,
+            tau_width: 1e-7,
+            climb: ClimbConfig::default(),
+        }
+    }
+}
+
+/// One engine's climb, on the network and on the network with the gap.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineResult {
+    pub engine: String,
+    /// CW loss at the climb's end (negative: misclassified by this engine).
+    pub cw_loss: f64,
+    pub success: bool,
+    pub x_adv: Vec<f32>,
+    /// The same with τ0 folded into the label's bias (None: no claim there).
+    pub gap_cw_loss: Option<f64>,
+    pub gap_success: bool,
+}
+
+/// How far one seed got, and what it produced (the JSON of one case).
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseReport {
+    pub index: usize,
+    pub label: usize,
+    pub eps: f64,
+    pub verifier: String,
+    /// "quasi_adversarial" when step 2 succeeded; otherwise where it stopped.
+    pub status: String,
+    pub alpha: Option<f64>,
+    pub x0: Option<Vec<f32>>,
+    pub tau_w: Option<f64>,
+    pub tau0: Option<f64>,
+    pub tau1: Option<f64>,
+    pub x1: Option<Vec<f32>>,
+    /// The attacked verifier's verdict on x0 (robust by construction) and on
+    /// x0 with the gap.
+    pub claim_x0: Option<String>,
+    pub claim_x0_gap: Option<String>,
+    /// nncert's sound verdicts on the same x0 and gap network (`audit`).
+    pub sound_claim_x0: Option<String>,
+    pub sound_claim_x0_gap: Option<String>,
+    pub engines: Vec<EngineResult>,
+}
+
+impl CaseReport {
+    fn new(index: usize, label: usize, eps: f64, verifier: &str) -> Self {
+        CaseReport {
+            index,
+            label,
+            eps,
+            verifier: verifier.to_string(),
+            status: String::new(),
+            alpha: None,
+            x0: None,
+            tau_w: None,
+            tau0: None,
+            tau1: None,
+            x1: None,
+            claim_x0: None,
+            claim_x0_gap: None,
+            sound_claim_x0: None,
+            sound_claim_x0_gap: None,
+            engines: Vec::new(),
+        }
+    }
+
+    pub fn quasi_adversarial(&self) -> bool {
+        self.status == "quasi_adversarial"
+    }
+
+    /// Engines that misclassify a point of an x0 that sound mode certified
+    /// (with or without the gap): each one a soundness bug.
+    pub fn sound_violations(&self) -> usize {
+        let robust = |c: &Option<String>| c.as_deref() == Some("robust");
+        let plain = robust(&self.sound_claim_x0);
+        let gap = robust(&self.sound_claim_x0_gap);
+        self.engines
+            .iter()
+            .map(|e| {
+                (plain && e.cw_loss < 0.0) as usize
+                    + (gap && e.gap_cw_loss.is_some_and(|l| l < 0.0)) as usize
+            })
+            .sum()
+    }
+}
+
+/// Records sound mode's verdicts on the case's x0, on the network and on
+/// the network with the gap.
+pub fn audit(r: &mut CaseReport, sound: &dyn Verifier, g: &Graph) -> Result<()> {
+    let (Some(x0), Some(tau0)) = (&r.x0, r.tau0) else {
+        return Ok(());
+    };
+    r.sound_claim_x0 = Some(claim_name(sound.claim(g, x0, r.label)?));
+    let gapped = with_gap(g, r.label, tau0)?;
+    r.sound_claim_x0_gap = Some(claim_name(sound.claim(&gapped, x0, r.label)?));
+    Ok(())
+}
+
+fn scaled(x: &[f32], alpha: f64) -> Vec<f32> {
+    let a = alpha as f32;
+    x.iter().map(|&v| a * v).collect()
+}
+
+/// Step 1: the brightness α in [0, 1] where the verifier's claim flips, to
+/// within `alpha_width`: robust at α, not at α − δ. A timeout inside the
+/// bisection switches to a grid over the current bracket.
+pub fn brightness_search(
+    v: &dyn Verifier,
+    g: &Graph,
+    seed: &[f32],
+    label: usize,
+    cfg: &AttackConfig,
+    progress: &dyn Fn(String),
+) -> Result<Option<f64>> {
+    let claim = |a: f64| {
+        let t = std::time::Instant::now();
+        let c = v.claim(g, &scaled(seed, a), label);
+        progress(format!(
+            "step 1: α = {a:.9} {c:?} ({:.2} s)",
+            t.elapsed().as_secs_f64()
+        ));
+        c
+    };
+    if claim(1.0)? != Claim::Robust || claim(0.0)? == Claim::Robust {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    while hi - lo > cfg.alpha_width {
+        let mid = 0.5 * (lo + hi);
+        match claim(mid)? {
+            Claim::Robust => hi = mid,
+            Claim::NotRobust => lo = mid,
+            Claim::Timeout => match grid_bracket(&claim, lo, hi, cfg.grid_points)? {
+                Some((l, h)) if h - l < hi - lo => (lo, hi) = (l, h),
+                _ => break,
+            },
+        }
+    }
+    Ok(Some(hi))
+}
+
+/// The narrowest (not robust, robust) neighbours on a grid over [lo, hi].
+fn grid_bracket(
+    claim: &dyn Fn(f64) -> Result<Claim>,
+    lo: f64,
+    hi: f64,
+    points: usize,
+) -> Result<Option<(f64, f64)>> {
+    let mut last_not_robust = lo;
+    for k in 1..points {
+        let a = lo + (hi - lo) * k as f64 / points as f64;
+        match claim(a)? {
+            Claim::Robust => return Ok(Some((last_not_robust, a))),
+            Claim::NotRobust => last_not_robust = a,
+            Claim::Timeout => {}
+        }
+    }
+    Ok(Some((last_not_robust, hi)))
+}
+
+/// The outcome of step 2.
+pub struct TauSearch {
+    /// The worst (smallest) margin over the ball, by the MILP.
+    pub tau_w: f64,
+    pub tau0: f64,
+    pub tau1: f64,
+    /// The quasi-adversarial point found at τ1.
+    pub x1: Vec<f64>,
+}
+
+/// Step 2: τ0 < τ1 within `tau_width`, the MILP infeasible at margin ≤ τ0
+/// and feasible at τ1 with the quasi-adversarial point x1, searched in
+/// τ_w ± `tau_bracket` around the worst margin τ_w. None on a solver timeout.
+pub fn tau_search(
+    milp: &MilpVerifier,
+    g: &Graph,
+    x0: &[f32],
+    label: usize,
+    cfg: &AttackConfig,
+) -> Result<Option<TauSearch>> {
+    let s = milp.setup(g, x0, label)?;
+    let Search::Found { value: tau_w, .. } = milp.search(&s, None)? else {
+        return Ok(None);
+    };
+    let (mut lo, mut hi) = (tau_w - cfg.tau_bracket, tau_w + cfg.tau_bracket);
+    let Search::Found { x, .. } = milp.search(&s, Some(hi))? else {
+        return Ok(None);
+    };
+    let mut x1 = x;
+    if !matches!(milp.search(&s, Some(lo))?, Search::Infeasible) {
+        return Ok(None);
+    }
+    while hi - lo > cfg.tau_width {
+        let mid = 0.5 * (lo + hi);
+        match milp.search(&s, Some(mid))? {
+            Search::Infeasible => lo = mid,
+            Search::Found { x, .. } => (hi, x1) = (mid, x),
+            Search::Timeout => return Ok(None),
+        }
+    }
+    Ok(Some(TauSearch {
+        tau_w,
+        tau0: lo,
+        tau1: hi,
+        x1,
+    }))
+}
+
+/// The network with `tau` subtracted from the label's logit, folded into the
+/// last layer's bias (the "with gap" variant).
+pub fn with_gap(g: &Graph, label: usize, tau: f64) -> Result<Graph> {
+    let mut out = g.clone();
+    let node = &mut out.nodes[g.output];
+    let Op::Linear { weight, bias } = &mut node.op else {
+        return Err(VerifyError::Solver(format!(
+            "the gap variant needs a final linear layer (node `{}` is {})",
+            node.name,
+            node.op.name()
+        )));
+    };
+    let rows = weight.shape[0];
+    let b = bias.get_or_insert_with(|| Tensor::new(vec![rows], vec![0.0; rows]));
+    b.data[label] = (b.data[label] as f64 - tau) as f32;
+    Ok(out)
+}
+
+fn claim_name(c: Claim) -> String {
+    match c {
+        Claim::Robust => "robust",
+        Claim::NotRobust => "not_robust",
+        Claim::Timeout => "timeout",
+    }
+    .to_string()
+}
+
+/// The whole attack on one seed image (which the verifier must claim robust).
+/// `progress` hears what is being tried (for a progress bar).
+#[allow(clippy::too_many_arguments)]
+pub fn attack_seed(
+    verifier: (&str, &dyn Verifier),
+    milp: &MilpVerifier,
+    g: &Graph,
+    engines: &[Engine],
+    index: usize,
+    seed: &[f32],
+    label: usize,
+    cfg: &AttackConfig,
+    progress: &dyn Fn(String),
+) -> Result<CaseReport> {
+    let mut r = CaseReport::new(index, label, cfg.eps, verifier.0);
+    let Some(alpha) = brightness_search(verifier.1, g, seed, label, cfg, progress)? else {
+        r.status = "no_quasi_safe".into();
+        return Ok(r);
+    };
+    let x0 = scaled(seed, alpha);
+    r.alpha = Some(alpha);
+    r.x0 = Some(x0.clone());
+    r.claim_x0 = Some(claim_name(verifier.1.claim(g, &x0, label)?));
+    progress("step 2: τ search".into());
+    let Some(TauSearch {
+        tau_w,
+        tau0,
+        tau1,
+        x1,
+    }) = tau_search(milp, g, &x0, label, cfg)?
+    else {
+        r.status = "solver_timeout".into();
+        return Ok(r);
+    };
+    let (lo, hi) = nextafter_box(&x0, cfg.eps);
+    let mut x1: Vec<f32> = x1.iter().map(|&v| v as f32).collect();
+    project(&mut x1, &lo, &hi);
+    (r.tau_w, r.tau0, r.tau1, r.x1) = (Some(tau_w), Some(tau0), Some(tau1), Some(x1.clone()));
+    r.status = "quasi_adversarial".into();
+    let gapped = with_gap(g, label, tau0)?;
+    let gap_claim = verifier.1.claim(&gapped, &x0, label)?;
+    r.claim_x0_gap = Some(claim_name(gap_claim));
+    let claimed = r.claim_x0.as_deref() == Some("robust");
+    for e in engines {
+        progress(format!("step 3: hill climbing on {}", e.kind().name()));
+        let plain = hill_climb(e, g, &x1, (&lo, &hi), label, &cfg.climb)?;
+        let gap = if gap_claim == Claim::Robust {
+            Some(hill_climb(e, &gapped, &x1, (&lo, &hi), label, &cfg.climb)?.loss)
+        } else {
+            None
+        };
+        r.engines.push(EngineResult {
+            engine: e.kind().name().to_string(),
+            cw_loss: plain.loss,
+            success: claimed && plain.loss < 0.0,
+            x_adv: plain.x,
+            gap_cw_loss: gap,
+            gap_success: gap.is_some_and(|l| l < 0.0),
+        });
+    }
+    Ok(r)
+}
