@@ -204,6 +204,19 @@ struct Image {
     encoding: Option<Encoding>,
 }
 
+impl Image {
+    /// Label `p`'s margin `row · y > 0` over this image's ball.
+    fn problem<'a>(&'a self, p: &'a Property, row: &'a [f64]) -> RowProblem<'a> {
+        RowProblem {
+            property: p,
+            region: &self.region,
+            set: &self.set,
+            spec: row,
+            rhs: 0.0,
+        }
+    }
+}
+
 /// Attack, then α-CROWN, then the complete stage, on one label's margin.
 fn decide_label(
     m: &Models,
@@ -269,14 +282,7 @@ fn branch_and_bound(
         deadline,
         ..cfg.bounds
     };
-    let problem = RowProblem {
-        property: p,
-        region: &image.region,
-        set: &image.set,
-        spec: row,
-        rhs: 0.0,
-    };
-    let (outcome, stats) = prove_row(m, &problem, &BabConfig::new(crown))?;
+    let (outcome, stats) = prove_row(m, &image.problem(p, row), &BabConfig::new(crown))?;
     result.subdomains += stats.subdomains;
     if matches!(outcome, Outcome::Proved | Outcome::Counterexample(_)) {
         result.settled_by = Some(Stage::BranchAndBound);
@@ -298,13 +304,7 @@ fn milp_stage(
         image.encoding = Some(milp::encode(m.bounded, &image.bounds, &input)?);
     }
     let enc = image.encoding.as_ref().expect("just built");
-    let problem = RowProblem {
-        property: p,
-        region: &image.region,
-        set: &image.set,
-        spec: row,
-        rhs: 0.0,
-    };
+    let problem = image.problem(p, row);
     let deadline = cfg.bounds.deadline;
     let outcome = milp::decide_row(
         m,

@@ -56,6 +56,14 @@ fn grid(b: &InputBox, per_dim: usize) -> Vec<Vec<f64>> {
     pts
 }
 
+/// The single output's minimum over a 201 × 201 grid of a 2-D box.
+fn grid_minimum(g: &Graph, b: &InputBox) -> f64 {
+    grid(b, 201)
+        .iter()
+        .map(|x| nncert_model::reference_forward(g, x).unwrap()[0])
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// Under any set of splits, every node's interval and the branching bound
 /// hold for the sampled inputs that satisfy the splits (f64 reference for
 /// the split test; every float32 engine for the output), in both modes.
@@ -164,10 +172,7 @@ fn bab_proves_true_and_refutes_false_properties() {
             bounded: &g,
             engines: &engines,
         };
-        let min = grid(&b, 201)
-            .iter()
-            .map(|x| nncert_model::reference_forward(&g, x).unwrap()[0])
-            .fold(f64::INFINITY, f64::min);
+        let min = grid_minimum(&g, &b);
         let set = InputSet::Box(b.clone());
         let region = Region::of(&set, Soundness::Float32);
         let crown = BoundConfig::new(Method::Crown, Soundness::Float32);
@@ -370,10 +375,7 @@ fn milp_rows_are_decided_and_proofs_need_real_mode() {
                 bounded: &g,
                 engines: &engines,
             };
-            let min = grid(&b, 201)
-                .iter()
-                .map(|x| nncert_model::reference_forward(&g, x).unwrap()[0])
-                .fold(f64::INFINITY, f64::min);
+            let min = grid_minimum(&g, &b);
             let set = InputSet::Box(b.clone());
             for soundness in [Soundness::Real, Soundness::Float32] {
                 let region = Region::of(&set, soundness);
