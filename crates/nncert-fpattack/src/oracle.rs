@@ -116,7 +116,6 @@ impl MilpVerifier {
             let row = margin_row(s.classes, s.label, t);
             let q = Query {
                 spec: &row,
-                offset: 0.0,
                 cutoff,
                 objective: Objective::Worst,
                 time_limit: self.time_limit,
@@ -124,7 +123,9 @@ impl MilpVerifier {
             };
             match milp::solve(&s.enc, &q)? {
                 MilpStatus::Infeasible => {}
-                MilpStatus::Timeout | MilpStatus::Solution { optimal: false, .. } => {
+                MilpStatus::Timeout => return Ok(Search::Timeout),
+                // Without a cutoff only the optimum answers the question.
+                MilpStatus::Solution { optimal: false, .. } if cutoff.is_none() => {
                     return Ok(Search::Timeout)
                 }
                 MilpStatus::Solution { x, margin, .. } => {

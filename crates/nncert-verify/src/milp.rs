@@ -252,26 +252,16 @@ fn max_pool(enc: &mut Encoding, x: &SymBounds, b: &Interval, windows: &[Vec<usiz
             picks.push(Some(cands[0]));
             continue;
         }
-        picks.push(None);
-        fresh.push((o, cands));
-    }
-    for (_, cands) in &fresh {
         let top = cands
             .iter()
             .map(|&i| b.hi[i])
             .fold(f64::NEG_INFINITY, f64::max);
-        let best_lo = cands
-            .iter()
-            .map(|&i| b.lo[i])
-            .fold(f64::NEG_INFINITY, f64::max);
+        picks.push(None);
+        fresh.push((o, cands, top));
         enc.add_var(best_lo, top, false);
     }
-    for (k, (_, cands)) in fresh.iter().enumerate() {
+    for (k, (_, cands, top)) in fresh.iter().enumerate() {
         let y = var(first + k);
-        let top = cands
-            .iter()
-            .map(|&i| b.hi[i])
-            .fold(f64::NEG_INFINITY, f64::max);
         let mut one_hot = Affine {
             terms: Vec::new(),
             constant: -1.0,
@@ -300,7 +290,7 @@ fn max_pool(enc: &mut Encoding, x: &SymBounds, b: &Interval, windows: &[Vec<usiz
         }
     }
     // The fresh maxima are variables first.. (their binaries follow them).
-    for (k, &(o, _)) in fresh.iter().enumerate() {
+    for (k, &(o, _, _)) in fresh.iter().enumerate() {
         lo[(first + k) * n_out + o] = 1.0;
     }
     SymBounds {
@@ -327,12 +317,11 @@ pub enum MilpStatus {
     Timeout,
 }
 
-/// One query: `spec · y + offset` over the encoding's outputs, at most
+/// One query: `spec · y` over the encoding's outputs, at most
 /// `cutoff` when given (`None`: unconstrained, for the `worst` objective).
 #[derive(Clone, Debug)]
 pub struct Query<'a> {
     pub spec: &'a [f64],
-    pub offset: f64,
     pub cutoff: Option<f64>,
     pub objective: Objective,
     pub time_limit: Duration,
@@ -363,7 +352,7 @@ pub fn solve(enc: &Encoding, q: &Query) -> Result<MilpStatus> {
         .zip(q.spec)
         .map(|(f, &c)| (f, c))
         .collect();
-    let margin = expr(&sum(&parts, q.offset));
+    let margin = expr(&sum(&parts, 0.0));
     let mut constraints: Vec<good_lp::Constraint> = enc
         .constraints
         .iter()
@@ -453,7 +442,6 @@ pub fn decide_row(
     }
     let query = Query {
         spec: q.spec,
-        offset: 0.0,
         cutoff: Some(q.rhs),
         objective: Objective::Worst,
         time_limit,

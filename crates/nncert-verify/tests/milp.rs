@@ -91,7 +91,6 @@ fn check_minimum(g: &Graph, b: &InputBox, spec: &[f64], solver: MilpSolver) {
     eprintln!("{solver:?}: {} binaries", enc.binaries());
     let query = |cutoff| Query {
         spec,
-        offset: 0.0,
         cutoff,
         objective: Objective::Worst,
         time_limit: Duration::from_secs(60),
@@ -189,7 +188,6 @@ fn milp_closest_objective_finds_the_nearest_violation() {
         let enc = encode(&g, &nb, &input).unwrap();
         let q = Query {
             spec: &spec,
-            offset: 0.0,
             cutoff: Some(cutoff),
             objective: Objective::Closest { x0: x0.clone() },
             time_limit: Duration::from_secs(60),
