@@ -12,7 +12,7 @@ use nncert_exec::Engine;
 use nncert_model::{Deadline, Graph};
 use nncert_spec::{InputBox, InputSet, Norm};
 use nncert_verify::attack::PgdConfig;
-use nncert_verify::milp::{self, Encoding, MilpSolver, MilpStatus, Objective, Query};
+use nncert_verify::milp::{self, BigM, Encoding, MilpSolver, MilpStatus, Objective, Query};
 use nncert_verify::robustness::{verify_robustness, CompleteEngine, PipelineConfig, Verdict};
 use nncert_verify::{Models, Result};
 use std::time::Duration;
@@ -65,6 +65,7 @@ pub struct MilpVerifier {
     pub solver: MilpSolver,
     /// Per MILP solve.
     pub time_limit: Duration,
+    pub big_m: BigM,
 }
 
 /// One image's MILP and its targets' CROWN lower bounds, ascending.
@@ -91,8 +92,9 @@ impl MilpVerifier {
         let mut targets: Vec<(usize, f64)> = others.into_iter().zip(lower).collect();
         targets.sort_by(|a, b| a.1.total_cmp(&b.1));
         let input = Interval { lo: b.lo, hi: b.hi };
+        let tightening = self.big_m.tightening(self.solver, Deadline::none());
         Ok(Setup {
-            enc: milp::encode(g, &nb, &input)?,
+            enc: milp::encode(g, &nb, &input, tightening.as_ref())?,
             targets,
             classes,
             label,
@@ -184,6 +186,7 @@ impl Verifier for SoundVerifier<'_> {
             guided: true,
             complete: CompleteEngine::BranchAndBound,
             milp_solver: MilpSolver::MicroLp,
+            milp_big_m: BigM::Propagated,
         };
         let ball = Ball {
             eps: self.eps,

@@ -143,14 +143,20 @@ pub fn brightness_search(
     cfg: &AttackConfig,
     progress: &dyn Fn(String),
 ) -> Result<Option<f64>> {
-    let claim = |a: f64| {
+    // The grid fallback revisits points the bisection asked about.
+    let asked = std::cell::RefCell::new(Vec::<(f64, Claim)>::new());
+    let claim = |a: f64| -> Result<Claim> {
+        if let Some(&(_, c)) = asked.borrow().iter().find(|p| p.0 == a) {
+            return Ok(c);
+        }
         let t = std::time::Instant::now();
-        let c = v.claim(g, &scaled(seed, a), label);
+        let c = v.claim(g, &scaled(seed, a), label)?;
         progress(format!(
             "step 1: α = {a:.9} {c:?} ({:.2} s)",
             t.elapsed().as_secs_f64()
         ));
-        c
+        asked.borrow_mut().push((a, c));
+        Ok(c)
     };
     if claim(1.0)? != Claim::Robust || claim(0.0)? == Claim::Robust {
         return Ok(None);

@@ -10,7 +10,7 @@ use nncert_fpattack::perturbation::nextafter_box;
 use nncert_fpattack::pipeline::{attack_seed, audit, with_gap, AttackConfig};
 use nncert_model::testing::random_relu_mlp;
 use nncert_model::{Graph, Op, Tensor};
-use nncert_verify::milp::MilpSolver;
+use nncert_verify::milp::{BigM, MilpSolver};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -111,6 +111,7 @@ fn sound_certificates_survive_the_attack() {
             eps,
             solver: solver(),
             time_limit: Duration::from_secs(30),
+            big_m: BigM::Lp,
         };
         let sound = SoundVerifier {
             eps,

@@ -148,9 +148,52 @@ fn unsupported(g: &Graph, id: usize, hint: &'static str) -> VerifyError {
     })
 }
 
-/// Encodes `g` over the input box `input`, with `bounds` (sound enclosures of
-/// every node's real values over that box) as the big-M constants.
-pub fn encode(g: &Graph, bounds: &NetworkBounds, input: &Interval) -> Result<Encoding> {
+/// Where the MILP's big-M constants come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BigM {
+    /// The bound-propagation enclosures (CROWN in the pipeline).
+    Propagated,
+    /// Those, tightened per neuron by LP (each call at most [`LP_CALL_LIMIT`]).
+    Lp,
+}
+
+/// Time limit of one tightening LP.
+pub const LP_CALL_LIMIT: Duration = Duration::from_secs(1);
+
+impl BigM {
+    pub fn tightening(self, solver: MilpSolver, deadline: Deadline) -> Option<LpTightening> {
+        match self {
+            BigM::Propagated => None,
+            BigM::Lp => Some(LpTightening {
+                solver,
+                time_limit: LP_CALL_LIMIT,
+                deadline,
+            }),
+        }
+    }
+}
+
+/// Per-neuron LP tightening of the big-M constants (MIPVerify's `lp`
+/// tightening): before an unstable ReLU gets its binary, the minimum and
+/// maximum of its input over the LP relaxation of the layers encoded so far
+/// replace the bound-propagation ones where tighter. A call that times out
+/// keeps the old bound; past `deadline` no more calls are made.
+#[derive(Clone, Copy, Debug)]
+pub struct LpTightening {
+    pub solver: MilpSolver,
+    pub time_limit: Duration,
+    pub deadline: Deadline,
+}
+
+/// Encodes `g` over the input box `input`, with `bounds` (enclosures of every
+/// node's real values over that box) as the big-M constants, tightened
+/// first by LP when `tightening` is given.
+pub fn encode(
+    g: &Graph,
+    bounds: &NetworkBounds,
+    input: &Interval,
+    tightening: Option<&LpTightening>,
+) -> Result<Encoding> {
     let d = input.len();
     let mut enc = Encoding {
         vars: (0..d)
@@ -172,15 +215,20 @@ pub fn encode(g: &Graph, bounds: &NetworkBounds, input: &Interval) -> Result<Enc
         let vars = enc.vars.len();
         let out = match &node.op {
             Op::Input => SymBounds::identity(d),
-            Op::Relu => relu(
-                &mut enc,
-                &arg(0).padded(vars),
-                &bounds.nodes[node.inputs[0]],
-                0.0,
-            ),
-            Op::LeakyRelu { alpha } if (0.0..=1.0).contains(alpha) => {
+            Op::Relu | Op::LeakyRelu { .. } => {
+                let alpha = match node.op {
+                    Op::LeakyRelu { alpha } if (0.0..=1.0).contains(&alpha) => alpha as f64,
+                    Op::LeakyRelu { .. } => {
+                        return Err(unsupported(g, id, " (slope outside [0, 1])"))
+                    }
+                    _ => 0.0,
+                };
                 let z = arg(0).padded(vars);
-                relu(&mut enc, &z, &bounds.nodes[node.inputs[0]], *alpha as f64)
+                let mut b = bounds.nodes[node.inputs[0]].clone();
+                if let Some(t) = tightening {
+                    tighten(&enc, &z, &mut b, t)?;
+                }
+                relu(&mut enc, &z, &b, alpha)
             }
             Op::MaxPool2d { window } => {
                 let in_shape = &g.nodes[node.inputs[0]].shape;
@@ -205,6 +253,48 @@ pub fn encode(g: &Graph, bounds: &NetworkBounds, input: &Interval) -> Result<Enc
     let out = forms[g.output].as_ref().expect("output encoded");
     enc.outputs = (0..out.n).map(|j| form_of(out, j)).collect();
     Ok(enc)
+}
+
+/// Relative slack on LP optima used as bounds: the solver's optimum is
+/// accurate to its tolerances, not exactly.
+const LP_SLACK: f64 = 1e-6;
+
+/// LP tightening of the unstable elements of `b` (see [`LpTightening`]).
+fn tighten(enc: &Encoding, z: &SymBounds, b: &mut Interval, t: &LpTightening) -> Result<()> {
+    for j in 0..z.n {
+        if !(b.lo[j] < 0.0 && b.hi[j] > 0.0) {
+            continue;
+        }
+        let f = form_of(z, j);
+        if let Some(v) = lp_minimum(enc, &f, t)? {
+            b.lo[j] = b.lo[j].max(v - LP_SLACK * (1.0 + v.abs()));
+        }
+        if b.lo[j] >= 0.0 {
+            continue;
+        }
+        if let Some(v) = lp_minimum(enc, &sum(&[(&f, -1.0)], 0.0), t)? {
+            b.hi[j] = b.hi[j].min(-v + LP_SLACK * (1.0 + v.abs()));
+        }
+    }
+    Ok(())
+}
+
+/// The optimum of `f` over the encoding's LP relaxation; `None` when the
+/// solver does not reach it (time limit, deadline, numerical failure).
+fn lp_minimum(enc: &Encoding, f: &Affine, t: &LpTightening) -> Result<Option<f64>> {
+    let time_limit = match t.deadline.remaining() {
+        Some(r) if r.is_zero() => return Ok(None),
+        Some(r) => r.min(t.time_limit),
+        None => t.time_limit,
+    };
+    let model = Model::new(enc, true);
+    let objective = model.expr(f);
+    let read = |s: &dyn Fn(&Expression) -> f64, optimal: bool| optimal.then(|| s(&objective));
+    match model.minimise(objective.clone(), time_limit, t.solver, false, read) {
+        Ok(Solved::Solution(v)) => Ok(v),
+        Ok(_) | Err(VerifyError::Solver(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `leaky(z) = α·z + (1 − α)·relu(z)`; each unstable element's relu gets a
@@ -319,6 +409,8 @@ pub enum MilpStatus {
 
 /// One query: `spec · y` over the encoding's outputs, at most
 /// `cutoff` when given (`None`: unconstrained, for the `worst` objective).
+/// With a cutoff and the `worst` objective the query is a decision, and the
+/// solver may return any feasible point, not the minimum.
 #[derive(Clone, Debug)]
 pub struct Query<'a> {
     pub spec: &'a [f64],
@@ -328,95 +420,221 @@ pub struct Query<'a> {
     pub solver: MilpSolver,
 }
 
-/// Solves one query on the encoding.
-pub fn solve(enc: &Encoding, q: &Query) -> Result<MilpStatus> {
-    let mut pv = ProblemVariables::new();
-    let vars: Vec<Variable> = enc
-        .vars
-        .iter()
-        .map(|v| {
-            let def = VariableDefinition::new().min(v.lo).max(v.hi);
-            pv.add(if v.binary { def.binary() } else { def })
-        })
-        .collect();
-    let expr = |f: &Affine| {
+/// The encoding's variables and constraints as a `good_lp` problem; with
+/// `relax`, binaries become continuous in [0, 1] (the LP relaxation).
+struct Model {
+    pv: ProblemVariables,
+    system: System,
+}
+
+/// A model's variables and constraints, kept to check returned points.
+struct System {
+    vars: Vec<Variable>,
+    /// `e ≤ 0` (false) or `e = 0` (true).
+    rows: Vec<(Expression, bool)>,
+    integers: Vec<Variable>,
+}
+
+/// How far a returned point may violate a row or integrality and still be
+/// taken as the solver's solution (its own tolerances are ≈ 1e-7).
+const FEASIBILITY_TOL: f64 = 1e-5;
+
+impl Model {
+    fn new(enc: &Encoding, relax: bool) -> Model {
+        let mut pv = ProblemVariables::new();
+        let mut integers = Vec::new();
+        let vars: Vec<Variable> = enc
+            .vars
+            .iter()
+            .map(|v| {
+                let def = VariableDefinition::new().min(v.lo).max(v.hi);
+                if v.binary && !relax {
+                    let var = pv.add(def.binary());
+                    integers.push(var);
+                    var
+                } else {
+                    pv.add(def)
+                }
+            })
+            .collect();
+        let mut system = System {
+            vars,
+            rows: Vec::new(),
+            integers,
+        };
+        system.rows = enc
+            .constraints
+            .iter()
+            .map(|(f, s)| (system.expr(f), matches!(s, Sense::Zero)))
+            .collect();
+        Model { pv, system }
+    }
+
+    fn expr(&self, f: &Affine) -> Expression {
+        self.system.expr(f)
+    }
+}
+
+impl System {
+    fn expr(&self, f: &Affine) -> Expression {
         let mut e = Expression::from(f.constant);
         for &(v, c) in &f.terms {
-            e.add_mul(c, vars[v]);
+            e.add_mul(c, self.vars[v]);
         }
         e
-    };
+    }
+
+    /// Whether the point `value` gives satisfies every row and integrality:
+    /// a solver stopped by its time limit may hand back a point that is not
+    /// a solution (CBC returns its last LP point when it has no incumbent).
+    fn admits(&self, value: &dyn Fn(&Expression) -> f64) -> bool {
+        let rows_hold = self.rows.iter().all(|(e, eq)| {
+            let v = value(e);
+            v <= FEASIBILITY_TOL && (!eq || v >= -FEASIBILITY_TOL)
+        });
+        let integral = self.integers.iter().all(|&b| {
+            let v = value(&Expression::from(b));
+            (v - v.round()).abs() <= FEASIBILITY_TOL
+        });
+        rows_hold && integral
+    }
+}
+
+impl Model {
+    /// Minimises `objective`; `read` turns the solution (an evaluator and
+    /// whether it is optimal) into the caller's answer. With `any_solution`
+    /// the first feasible point will do (CBC stops there; microlp cannot).
+    /// A returned point that is not a solution counts as a timeout.
+    fn minimise<T>(
+        self,
+        objective: Expression,
+        time_limit: Duration,
+        solver: MilpSolver,
+        any_solution: bool,
+        read: impl Fn(&dyn Fn(&Expression) -> f64, bool) -> T,
+    ) -> Result<Solved<T>> {
+        let seconds = time_limit.as_secs_f64().max(0.001);
+        let Model { pv, system: check } = self;
+        let problem = pv.minimise(objective);
+        let constraints: Vec<good_lp::Constraint> = check
+            .rows
+            .iter()
+            .map(|(e, eq)| match eq {
+                true => e.clone().eq(0.0),
+                false => e.clone().leq(0.0),
+            })
+            .collect();
+        macro_rules! run {
+            ($model:expr) => {{
+                let mut model = $model.with_time_limit(seconds);
+                for c in constraints {
+                    model.add_constraint(c);
+                }
+                match model.solve() {
+                    Ok(sol) => {
+                        let value = |e: &Expression| sol.eval(e);
+                        let optimal = matches!(sol.status(), SolutionStatus::Optimal);
+                        if check.admits(&value) {
+                            Ok(Solved::Solution(read(&value, optimal)))
+                        } else if optimal {
+                            Err(VerifyError::Solver(
+                                "the solver's optimum violates the constraints".into(),
+                            ))
+                        } else {
+                            Ok(Solved::Timeout)
+                        }
+                    }
+                    Err(ResolutionError::Infeasible) => Ok(Solved::Infeasible),
+                    Err(ResolutionError::Other(m)) if m.contains("Time limit") => {
+                        Ok(Solved::Timeout)
+                    }
+                    Err(e) => Err(VerifyError::Solver(e.to_string())),
+                }
+            }};
+        }
+        match solver {
+            MilpSolver::MicroLp => {
+                let _ = any_solution; // microlp has no early stop
+                run!(problem.using(good_lp::solvers::microlp::microlp))
+            }
+            #[cfg(feature = "cbc")]
+            MilpSolver::Cbc => {
+                let mut model = problem.using(good_lp::solvers::coin_cbc::coin_cbc);
+                model.set_parameter("log", "0");
+                model.set_parameter("slogLevel", "0");
+                model.set_parameter("threads", "1");
+                if any_solution {
+                    // An absolute gap no incumbent can exceed: the first one ends the search.
+                    model.set_parameter("allowableGap", "1e30");
+                }
+                run!(model)
+            }
+            #[cfg(not(feature = "cbc"))]
+            MilpSolver::Cbc => Err(VerifyError::Solver(
+                "this build has no CBC; rebuild with `--features cbc`".into(),
+            )),
+        }
+    }
+}
+
+enum Solved<T> {
+    Infeasible,
+    Solution(T),
+    Timeout,
+}
+
+/// Solves one query on the encoding.
+pub fn solve(enc: &Encoding, q: &Query) -> Result<MilpStatus> {
+    let mut model = Model::new(enc, false);
     let parts: Vec<(&Affine, f64)> = enc
         .outputs
         .iter()
         .zip(q.spec)
         .map(|(f, &c)| (f, c))
         .collect();
-    let margin = expr(&sum(&parts, 0.0));
-    let mut constraints: Vec<good_lp::Constraint> = enc
-        .constraints
-        .iter()
-        .map(|(f, s)| match s {
-            Sense::AtMostZero => expr(f).leq(0.0),
-            Sense::Zero => expr(f).eq(0.0),
-        })
-        .collect();
+    let margin = model.expr(&sum(&parts, 0.0));
     if let Some(c) = q.cutoff {
-        constraints.push(margin.clone().leq(c));
+        model.system.rows.push((margin.clone() - c, false));
     }
     let objective = match &q.objective {
         Objective::Worst => margin.clone(),
         Objective::Closest { x0 } => {
-            let t = pv.add(VariableDefinition::new().min(0.0));
+            let t = model.pv.add(VariableDefinition::new().min(0.0));
             for (i, &c) in x0.iter().enumerate().take(enc.inputs) {
-                constraints.push((vars[i] - t).leq(c));
-                constraints.push((Expression::from(vars[i]) + t).geq(c));
+                let xi = model.system.vars[i];
+                // |x_i − c| ≤ t
+                model.system.rows.push((xi - t - c, false));
+                model.system.rows.push((c - xi - t, false));
             }
             Expression::from(t)
         }
     };
-    let problem = pv.minimise(objective.clone());
-    let seconds = q.time_limit.as_secs_f64().max(0.001);
-    let read = |s: &dyn Fn(&Expression) -> f64, status: SolutionStatus| MilpStatus::Solution {
+    let inputs: Vec<Variable> = model.system.vars[..enc.inputs].to_vec();
+    let read = |s: &dyn Fn(&Expression) -> f64, optimal: bool| MilpStatus::Solution {
         // Clamped: the solver's feasibility tolerance may leave the box slightly.
-        x: (0..enc.inputs)
-            .map(|i| s(&Expression::from(vars[i])).clamp(enc.vars[i].lo, enc.vars[i].hi))
+        x: inputs
+            .iter()
+            .zip(&enc.vars)
+            .map(|(&v, d)| s(&Expression::from(v)).clamp(d.lo, d.hi))
             .collect(),
         margin: s(&margin),
         objective: s(&objective),
-        optimal: matches!(status, SolutionStatus::Optimal),
+        optimal,
     };
-    macro_rules! run {
-        ($model:expr) => {{
-            let mut model = $model.with_time_limit(seconds);
-            for c in constraints {
-                model.add_constraint(c);
-            }
-            match model.solve() {
-                Ok(sol) => Ok(read(&|e: &Expression| sol.eval(e), sol.status())),
-                Err(ResolutionError::Infeasible) => Ok(MilpStatus::Infeasible),
-                Err(ResolutionError::Other(m)) if m.contains("Time limit") => {
-                    Ok(MilpStatus::Timeout)
-                }
-                Err(e) => Err(VerifyError::Solver(e.to_string())),
-            }
-        }};
-    }
-    match q.solver {
-        MilpSolver::MicroLp => run!(problem.using(good_lp::solvers::microlp::microlp)),
-        #[cfg(feature = "cbc")]
-        MilpSolver::Cbc => {
-            let mut model = problem.using(good_lp::solvers::coin_cbc::coin_cbc);
-            model.set_parameter("log", "0");
-            model.set_parameter("slogLevel", "0");
-            model.set_parameter("threads", "1");
-            run!(model)
-        }
-        #[cfg(not(feature = "cbc"))]
-        MilpSolver::Cbc => Err(VerifyError::Solver(
-            "this build has no CBC; rebuild with `--features cbc`".into(),
-        )),
-    }
+    // A cutoff on the margin itself is a decision: any solution answers it.
+    let any_solution = q.cutoff.is_some() && q.objective == Objective::Worst;
+    let solved = model.minimise(
+        objective.clone(),
+        q.time_limit,
+        q.solver,
+        any_solution,
+        read,
+    )?;
+    Ok(match solved {
+        Solved::Infeasible => MilpStatus::Infeasible,
+        Solved::Solution(s) => s,
+        Solved::Timeout => MilpStatus::Timeout,
+    })
 }
 
 /// PGD steps from a MILP solution the engines do not confirm (rounding it to
@@ -475,5 +693,47 @@ pub fn decide_row(
             )?;
             Ok(polished.map_or(Outcome::Unknown, Outcome::Counterexample))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// `r = relu(x)` for x ∈ [−1, 1]: one binary, three rows.
+    fn one_relu() -> Encoding {
+        let mut g = Graph::with_input("x", vec![1]);
+        g.push("relu", Op::Relu, vec![0]).unwrap();
+        let input = Interval {
+            lo: vec![-1.0],
+            hi: vec![1.0],
+        };
+        let set = nncert_spec::InputSet::Box(nncert_spec::InputBox {
+            lo: input.lo.clone(),
+            hi: input.hi.clone(),
+        });
+        let region = nncert_bounds::Region::of(&set, Soundness::Real);
+        let cfg = nncert_bounds::BoundConfig::new(nncert_bounds::Method::Ibp, Soundness::Real);
+        let bounds = nncert_bounds::propagate(&g, &region, &cfg).unwrap();
+        encode(&g, &bounds, &input, None).unwrap()
+    }
+
+    #[test]
+    fn a_point_off_the_constraints_or_fractional_is_no_solution() {
+        let enc = one_relu();
+        assert_eq!(enc.binaries(), 1);
+        let m = Model::new(&enc, false);
+        let (x, r, a) = (m.system.vars[0], m.system.vars[1], m.system.vars[2]);
+        let at = |xv: f64, rv: f64, av: f64| {
+            let point: HashMap<Variable, f64> = [(x, xv), (r, rv), (a, av)].into();
+            m.system.admits(&|e: &Expression| e.eval_with(&point))
+        };
+        assert!(at(0.5, 0.5, 1.0));
+        assert!(at(-0.5, 0.0, 0.0));
+        // The LP relaxation's point r = 0.25 at x = −0.5 (a = 0.25): fractional.
+        assert!(!at(-0.5, 0.25, 0.25));
+        // Integral but r < x.
+        assert!(!at(0.5, 0.25, 1.0));
     }
 }

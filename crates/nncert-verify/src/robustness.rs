@@ -10,7 +10,7 @@
 
 use crate::attack::{pgd, PgdConfig};
 use crate::bab::{prove_row, BabConfig, RowProblem};
-use crate::milp::{self, Encoding, MilpSolver};
+use crate::milp::{self, BigM, Encoding, MilpSolver};
 use crate::{Counterexample, Models, Outcome, Result};
 use nncert_bounds::{
     lower_bounds, propagate, Ball, BoundConfig, BoundsError, Interval, Method, NetworkBounds,
@@ -40,6 +40,7 @@ pub struct PipelineConfig {
     pub guided: bool,
     pub complete: CompleteEngine,
     pub milp_solver: MilpSolver,
+    pub milp_big_m: BigM,
 }
 
 #[derive(Debug)]
@@ -301,7 +302,11 @@ fn milp_stage(
     if image.encoding.is_none() {
         let b = image.set.bounding_box();
         let input = Interval { lo: b.lo, hi: b.hi };
-        image.encoding = Some(milp::encode(m.bounded, &image.bounds, &input)?);
+        let tightening = cfg
+            .milp_big_m
+            .tightening(cfg.milp_solver, cfg.bounds.deadline);
+        let enc = milp::encode(m.bounded, &image.bounds, &input, tightening.as_ref())?;
+        image.encoding = Some(enc);
     }
     let enc = image.encoding.as_ref().expect("just built");
     let problem = image.problem(p, row);

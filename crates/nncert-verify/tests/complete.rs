@@ -14,7 +14,7 @@ use nncert_spec::{
 };
 use nncert_verify::attack::{pgd, PgdConfig};
 use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
-use nncert_verify::milp::{self, MilpSolver};
+use nncert_verify::milp::{self, BigM, MilpSolver};
 use nncert_verify::robustness::{
     verify_robustness, CompleteEngine, PipelineConfig, Stage, Verdict,
 };
@@ -317,6 +317,7 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
                     guided,
                     complete: CompleteEngine::BranchAndBound,
                     milp_solver: MilpSolver::MicroLp,
+                    milp_big_m: BigM::Propagated,
                 };
                 verify_robustness(&m, &x0, label, ball, &cfg).unwrap()
             };
@@ -385,7 +386,7 @@ fn milp_rows_are_decided_and_proofs_need_real_mode() {
                     lo: b.lo.clone(),
                     hi: b.hi.clone(),
                 };
-                let enc = milp::encode(&g, &nb, &input).unwrap();
+                let enc = milp::encode(&g, &nb, &input, None).unwrap();
                 for (rhs, holds) in [(min - 0.02, true), (min + 0.05, false)] {
                     let p = property(&b, &[1.0], rhs);
                     let row = RowProblem {

@@ -6,9 +6,12 @@
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Interval, Method, Region, Soundness};
 use nncert_model::forward::reference_forward;
 use nncert_model::testing::{flatten_then_linear, random_relu_mlp, random_tensor};
+use nncert_model::Deadline;
 use nncert_model::{Graph, Op, Window2d};
 use nncert_spec::{InputBox, InputSet};
-use nncert_verify::milp::{encode, solve, MilpSolver, MilpStatus, Objective, Query};
+use nncert_verify::milp::{
+    encode, solve, BigM, Encoding, MilpSolver, MilpStatus, Objective, Query,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -87,8 +90,32 @@ fn check_minimum(g: &Graph, b: &InputBox, spec: &[f64], solver: MilpSolver) {
         lo: b.lo.clone(),
         hi: b.hi.clone(),
     };
-    let enc = encode(g, &nb, &input).unwrap();
-    eprintln!("{solver:?}: {} binaries", enc.binaries());
+    let tightening = BigM::Lp.tightening(solver, Deadline::none());
+    let propagated = encode(g, &nb, &input, None).unwrap();
+    let tightened = encode(g, &nb, &input, tightening.as_ref()).unwrap();
+    eprintln!(
+        "{solver:?}: {} binaries, {} after LP tightening",
+        propagated.binaries(),
+        tightened.binaries()
+    );
+    assert!(tightened.binaries() <= propagated.binaries());
+    let a = check_encoding_minimum(g, b, spec, solver, &propagated, crown);
+    let c = check_encoding_minimum(g, b, spec, solver, &tightened, crown);
+    assert!(
+        (a - c).abs() <= 1e-5 * (1.0 + a.abs()),
+        "{solver:?}: LP tightening moved the minimum from {a} to {c}"
+    );
+}
+
+/// The encoding's minimum of `spec · y`, checked against the network.
+fn check_encoding_minimum(
+    g: &Graph,
+    b: &InputBox,
+    spec: &[f64],
+    solver: MilpSolver,
+    enc: &Encoding,
+    crown: f64,
+) -> f64 {
     let query = |cutoff| Query {
         spec,
         cutoff,
@@ -101,7 +128,7 @@ fn check_minimum(g: &Graph, b: &InputBox, spec: &[f64], solver: MilpSolver) {
         margin: best,
         optimal: true,
         ..
-    } = solve(&enc, &query(None)).unwrap()
+    } = solve(enc, &query(None)).unwrap()
     else {
         panic!("{solver:?}: no optimal solution");
     };
@@ -123,11 +150,12 @@ fn check_minimum(g: &Graph, b: &InputBox, spec: &[f64], solver: MilpSolver) {
             "{solver:?}: sample at {m} below the minimum {best}"
         );
     }
-    let below = solve(&enc, &query(Some(best - 1e-3 * (1.0 + best.abs())))).unwrap();
+    let below = solve(enc, &query(Some(best - 1e-3 * (1.0 + best.abs())))).unwrap();
     assert!(
         matches!(below, MilpStatus::Infeasible),
         "{solver:?}: {below:?}"
     );
+    best
 }
 
 #[test]
@@ -185,7 +213,7 @@ fn milp_closest_objective_finds_the_nearest_violation() {
             lo: b.lo.clone(),
             hi: b.hi.clone(),
         };
-        let enc = encode(&g, &nb, &input).unwrap();
+        let enc = encode(&g, &nb, &input, None).unwrap();
         let q = Query {
             spec: &spec,
             cutoff: Some(cutoff),
@@ -247,6 +275,6 @@ fn milp_rejects_smooth_activations() {
         &BoundConfig::new(Method::Crown, Soundness::Real),
     )
     .unwrap();
-    let err = encode(&g, &nb, &b).unwrap_err().to_string();
+    let err = encode(&g, &nb, &b, None).unwrap_err().to_string();
     assert!(err.contains("milp") && err.contains("Sigmoid"), "{err}");
 }

@@ -9,7 +9,7 @@
 //! soundness bug, counted as a violation).
 
 use super::certify::prepare;
-use super::verify::SolverArg;
+use super::verify::{BigMArg, SolverArg};
 use crate::inputs::DataSource;
 use crate::{embedded, existing, CliResult, UserError};
 use clap::{Parser, ValueEnum};
@@ -62,6 +62,9 @@ pub struct FpAttackArgs {
     /// Seconds per MILP solve.
     #[arg(long, default_value_t = 60.0)]
     milp_timeout: f64,
+    /// The MILP's big-M constants (MIPVerify tightens them: lp).
+    #[arg(long, value_enum, default_value_t = BigMArg::Lp)]
+    milp_tightening: BigMArg,
     /// Seconds per call of the sound verifier.
     #[arg(long, default_value_t = 10.0)]
     sound_timeout: f64,
@@ -116,6 +119,7 @@ pub fn run(a: FpAttackArgs) -> CliResult {
         eps: a.eps,
         solver,
         time_limit: Duration::from_secs_f64(a.milp_timeout),
+        big_m: a.milp_tightening.big_m(),
     };
     let sound = SoundVerifier {
         eps: a.eps,

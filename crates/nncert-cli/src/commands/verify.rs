@@ -15,7 +15,7 @@ use nncert_data::Dataset;
 use nncert_exec::all_engines;
 use nncert_model::{Deadline, Graph};
 use nncert_verify::attack::PgdConfig;
-use nncert_verify::milp::MilpSolver;
+use nncert_verify::milp::{BigM, MilpSolver};
 use nncert_verify::robustness::{verify_robustness, CompleteEngine, PipelineConfig, Verdict};
 use nncert_verify::Models;
 
@@ -43,6 +43,10 @@ pub struct VerifyArgs {
     /// The MILP solver (cbc needs a build with `--features cbc`).
     #[arg(long, value_enum, default_value_t = SolverArg::Microlp)]
     pub milp_solver: SolverArg,
+    /// The MILP's big-M constants: CROWN's bounds, or those tightened per
+    /// unstable neuron by LP (1 s per LP call) before its binary is added.
+    #[arg(long, value_enum, default_value_t = BigMArg::Crown)]
+    pub milp_tightening: BigMArg,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -50,6 +54,21 @@ pub enum EngineArg {
     Bab,
     Milp,
     Auto,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BigMArg {
+    Crown,
+    Lp,
+}
+
+impl BigMArg {
+    pub fn big_m(self) -> BigM {
+        match self {
+            BigMArg::Crown => BigM::Propagated,
+            BigMArg::Lp => BigM::Lp,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -134,6 +153,7 @@ fn verify_images(
             guided: !a.no_label_guidance,
             complete: a.engine.engine(),
             milp_solver: a.milp_solver.solver(),
+            milp_big_m: a.milp_tightening.big_m(),
         };
         let report = verify_robustness(&m, x0, label, ball, &cfg)?;
         let lower: Vec<f64> = report.labels.iter().map(|l| l.margin_lower).collect();
