@@ -39,6 +39,12 @@ enum Command {
     /// The floating-point attack on verified networks (fp-exploit paper) against
     /// the real-arithmetic MILP verifier and against sound mode.
     FpAttack(commands::fp_attack::FpAttackArgs),
+    /// Certified training (IBP, constrained IBP) of a ReLU network on MNIST.
+    Train(commands::train::TrainArgs),
+    /// Clean, PGD and verified (IBP, CROWN) error of a trained model.
+    Eval(commands::train::EvalArgs),
+    /// Plot the per-epoch logs of one or more `nncert train` runs (PNG).
+    PlotTraining(commands::train::PlotArgs),
 }
 
 /// A user-facing failure: printed as one line, exit code 2.
@@ -100,6 +106,9 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => commands::run::run(a),
         Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
         Some(Command::FpAttack(a)) => commands::fp_attack::run(a),
+        Some(Command::Train(a)) => commands::train::run_train(a),
+        Some(Command::Eval(a)) => commands::train::run_eval(a),
+        Some(Command::PlotTraining(a)) => commands::train::run_plot(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -411,9 +411,22 @@ fn certify_ibp_never_beats_crown_and_radius_matches_verdict() {
     assert_eq!(l2["summary"]["sound"], false);
 }
 
+/// Each command fails with exit code 2 and one line containing its text.
+fn assert_user_errors(cases: &[(Vec<&str>, &str)]) {
+    for (args, expect) in cases {
+        let o = nncert(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines().count() == 1 && err.contains(expect),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn certify_user_errors() {
-    for (args, expect) in [
+    assert_user_errors(&[
         (vec!["certify", "--eps=-1"], "non-negative"),
         (vec!["certify", "--start", "500"], "has 200 images"),
         (vec!["certify", "--norm", "3"], "unknown norm"),
@@ -422,15 +435,7 @@ fn certify_user_errors() {
             "invalid value 'magic'",
         ),
         (vec!["certify", "--model", "/no/model.onnx"], "no such file"),
-    ] {
-        let o = nncert(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.lines().count() == 1 && err.contains(expect),
-            "{args:?}: {err}"
-        );
-    }
+    ]);
 }
 
 #[test]
@@ -477,4 +482,99 @@ fn verify_json_schema_and_witnesses() {
     // certify's --radius is rejected here, as a user error.
     let o = nncert(&["verify", "--radius"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn train_and_eval_user_errors() {
+    let model = tmp("untrained-small.onnx");
+    std::fs::write(
+        &model,
+        export_onnx_bytes(&untrained_small().to_graph().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let model = model.display().to_string();
+    let out = tmp("train-out").display().to_string();
+    assert_user_errors(&[
+        (
+            vec!["train", "--data", "embedded", "--out", &out],
+            "training needs mnist:DIR",
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                "mnist:/no/dir",
+                "--epochs",
+                "0",
+                "--out",
+                &out,
+            ],
+            "--epochs and --batch must be positive",
+        ),
+        (
+            vec!["train", "--data", "mnist:/no/dir", "--out", &out],
+            "/no/dir",
+        ),
+        (vec!["eval", "--model", "/no/model.onnx"], "no such file"),
+        (
+            vec![
+                "eval",
+                "--model",
+                &asset("mnist_relu_stable_conv.onnx"),
+                "--count",
+                "1",
+            ],
+            "not a trainable network",
+        ),
+        (
+            vec!["eval", "--model", &model, "--start", "900"],
+            "has 200 images",
+        ),
+    ]);
+}
+
+fn untrained_small() -> nncert_train::Net {
+    let norm = nncert_train::net::Normalization::MNIST;
+    nncert_train::Net::new(&nncert_train::Architecture::Small, [1, 28, 28], 10, norm, 3).unwrap()
+}
+
+#[test]
+fn eval_json_report_is_consistent() {
+    let model = tmp("eval-small.onnx");
+    std::fs::write(
+        &model,
+        export_onnx_bytes(&untrained_small().to_graph().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let model = model.display().to_string();
+    let o = nncert(&[
+        "eval",
+        "--model",
+        &model,
+        "--count",
+        "30",
+        "--eps",
+        "0.002",
+        "--pgd-steps",
+        "5",
+        "--pgd-restarts",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let get = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("no {k} in {r}"));
+    assert_eq!(get("count"), 30.0);
+    assert!(r["sound"].as_bool().unwrap());
+    // Each error contains the one before it.
+    let chain = [
+        "clean_error",
+        "pgd_error",
+        "crown_verified_error",
+        "ibp_verified_error",
+    ];
+    for w in chain.windows(2) {
+        assert!(get(w[0]) <= get(w[1]), "{} > {} in {r}", w[0], w[1]);
+    }
+    assert_eq!(get("ibp_only"), 0.0);
 }

@@ -31,6 +31,20 @@ impl Default for PassOptions {
     }
 }
 
+impl PassOptions {
+    /// Only the passes that leave every float32 operation as written
+    /// (folding batch norms, affine ops or linear chains changes what
+    /// float32 computes, so sound mode must bound the graph unfolded).
+    pub fn float32_exact() -> Self {
+        PassOptions {
+            fold_batchnorm: false,
+            fold_affine: false,
+            fuse_linear_chains: false,
+            ..PassOptions::default()
+        }
+    }
+}
+
 /// Rewrites counted per pass (for `nncert info`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PassReport {

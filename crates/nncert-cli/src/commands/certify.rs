@@ -178,12 +178,7 @@ fn to_hwc(x: &[f32], shape: [usize; 3]) -> Vec<f32> {
 pub fn prepare(g: &Graph, soundness: Soundness) -> CliResult<Graph> {
     let opts = match soundness {
         Soundness::Real => PassOptions::default(),
-        Soundness::Float32 => PassOptions {
-            fold_batchnorm: false,
-            fold_affine: false,
-            fuse_linear_chains: false,
-            ..PassOptions::default()
-        },
+        Soundness::Float32 => PassOptions::float32_exact(),
     };
     Ok(canonicalize(g, opts)?.0)
 }
