@@ -3,6 +3,7 @@
 //! error by nncert-bounds' IBP and CROWN on the exported graph, in sound
 //! (float32) mode unless asked otherwise.
 
+use crate::loss::onehot;
 use crate::net::{batch, Net};
 use crate::{Result, TrainError};
 use candle_core::{Tensor, Var, D};
@@ -115,39 +116,71 @@ pub fn evaluate(
 /// Whether each image of the batch keeps its label through every PGD
 /// restart (an image misclassified at any iterate is not robust).
 pub fn pgd_robust(net: &Net, x0: &Tensor, y: &Tensor, cfg: &EvalConfig) -> Result<Vec<bool>> {
+    let attack = Pgd {
+        eps: cfg.eps,
+        steps: cfg.pgd_steps,
+        restarts: cfg.pgd_restarts,
+        seed: cfg.seed,
+    };
+    Ok(pgd(net, x0, y, &attack)?.robust)
+}
+
+/// An L∞ PGD attack (Madry et al.) on the margin loss.
+#[derive(Clone, Copy, Debug)]
+pub struct Pgd {
+    pub eps: f64,
+    pub steps: usize,
+    pub restarts: usize,
+    pub seed: u64,
+}
+
+pub struct PgdOutcome {
+    /// Per image: no iterate of any restart was misclassified.
+    pub robust: Vec<bool>,
+    /// The last restart's final iterate (the adversarial batch for training).
+    pub last: Tensor,
+}
+
+/// Uniform random start in the ball, `steps` signed-gradient steps of
+/// 2.5ε/steps on the margin `max_{t≠y} z_t − z_y`, projected on the ball
+/// clipped to [0, 1]; repeated `restarts` times.
+pub fn pgd(net: &Net, x0: &Tensor, y: &Tensor, a: &Pgd) -> Result<PgdOutcome> {
     let n = y.dim(0)?;
     let mut robust = vec![true; n];
-    if cfg.eps <= 0.0 {
-        return Ok(robust);
+    if a.eps <= 0.0 || a.restarts == 0 {
+        return Ok(PgdOutcome {
+            robust,
+            last: x0.clone(),
+        });
     }
-    let classes = net.forward(&x0.narrow(0, 0, 1)?)?.dim(1)?;
-    let onehot = y
-        .unsqueeze(1)?
-        .broadcast_eq(&Tensor::arange(0u32, classes as u32, x0.device())?.unsqueeze(0)?)?
-        .to_dtype(x0.dtype())?;
+    let classes = net.classes();
+    let onehot = onehot(y, classes, x0.dtype())?;
     let (lo, hi) = (
-        (x0 - cfg.eps)?.clamp(0f32, 1f32)?,
-        (x0 + cfg.eps)?.clamp(0f32, 1f32)?,
+        (x0 - a.eps)?.clamp(0f32, 1f32)?,
+        (x0 + a.eps)?.clamp(0f32, 1f32)?,
     );
-    let step = 2.5 * cfg.eps / cfg.pgd_steps.max(1) as f64;
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    for _ in 0..cfg.pgd_restarts {
+    let step = 2.5 * a.eps / a.steps.max(1) as f64;
+    let mut rng = StdRng::seed_from_u64(a.seed);
+    let mut x = x0.clone();
+    for _ in 0..a.restarts {
         let noise: Vec<f32> = (0..x0.elem_count())
-            .map(|_| rng.gen_range(-cfg.eps..=cfg.eps) as f32)
+            .map(|_| rng.gen_range(-a.eps..=a.eps) as f32)
             .collect();
         let noise = Tensor::from_vec(noise, x0.shape(), x0.device())?;
-        let mut x = (x0 + noise)?.clamp(&lo, &hi)?;
-        for _ in 0..=cfg.pgd_steps {
+        x = (x0 + noise)?.clamp(&lo, &hi)?;
+        for k in 0..=a.steps {
             let v = Var::from_tensor(&x)?;
             let logits = net.forward(v.as_tensor())?;
-            // Margin loss: best other logit minus the label's.
             let label_logit = (&logits * &onehot)?.sum(D::Minus1)?;
             let others = (&logits - (&onehot * 1e4)?)?.max(D::Minus1)?;
             let margin = (others - label_logit)?;
-            for (k, &m) in margin.to_vec1::<f32>()?.iter().enumerate() {
+            for (i, &m) in margin.to_vec1::<f32>()?.iter().enumerate() {
                 if m > 0.0 {
-                    robust[k] = false;
+                    robust[i] = false;
                 }
+            }
+            if k == a.steps {
+                break;
             }
             let grads = margin.sum_all()?.backward()?;
             let g = grads
@@ -156,5 +189,5 @@ pub fn pgd_robust(net: &Net, x0: &Tensor, y: &Tensor, cfg: &EvalConfig) -> Resul
             x = (x + (g.detach().sign()? * step)?)?.clamp(&lo, &hi)?;
         }
     }
-    Ok(robust)
+    Ok(PgdOutcome { robust, last: x })
 }

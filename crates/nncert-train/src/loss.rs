@@ -2,9 +2,11 @@
 //! worst-case logits (Gowal et al.), and the constrained-IBP objective
 //! κ·ℓ(z, y) + (1 − κ)·ℓ(ẑ(ε), y) + λ·Σ_k ‖z̄_k − z̲_k‖² (constrained-ibp-training.md §3.3).
 
+use crate::crown_ibp::crown_ibp_margins;
+use crate::eval::{pgd, Pgd};
 use crate::net::{IbpBounds, Net};
 use crate::Result;
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 
 /// Mean cross-entropy of logits `[B, K]` against labels `[B]` (u32).
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
@@ -15,13 +17,15 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     Ok((log_norm - picked)?.mean_all()?)
 }
 
+/// `[B, classes]`: 1 at each image's label.
+pub fn onehot(labels: &Tensor, classes: usize, dtype: DType) -> Result<Tensor> {
+    let all = Tensor::arange(0u32, classes as u32, labels.device())?.unsqueeze(0)?;
+    Ok(labels.unsqueeze(1)?.broadcast_eq(&all)?.to_dtype(dtype)?)
+}
+
 /// ẑ: the true class at its lower bound, the others at their upper bounds.
 pub fn worst_case_logits(b: &IbpBounds, labels: &Tensor) -> Result<Tensor> {
-    let classes = b.lo.dim(1)?;
-    let onehot = labels
-        .unsqueeze(1)?
-        .broadcast_eq(&Tensor::arange(0u32, classes as u32, labels.device())?.unsqueeze(0)?)?
-        .to_dtype(b.lo.dtype())?;
+    let onehot = onehot(labels, b.lo.dim(1)?, b.lo.dtype())?;
     let gap = (&b.hi - &b.lo)?;
     Ok((&b.hi - (onehot * gap)?)?)
 }
@@ -67,9 +71,36 @@ pub struct LossParts {
 }
 
 pub fn ibp_loss(net: &Net, x: &Tensor, y: &Tensor, w: LossWeights) -> Result<LossParts> {
+    bound_loss(net, x, y, w, 0.0)
+}
+
+/// The robust loss on the margin lower bounds `β·CROWN-IBP + (1 − β)·IBP`
+/// (Zhang et al. 2020): `ℓ(−m, y)`, which at β = 0 is IBP's `ℓ(ẑ, y)`
+/// (cross-entropy is invariant to shifting every logit by `z̲_y`).
+pub fn crown_ibp_loss(
+    net: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    w: LossWeights,
+    beta: f64,
+) -> Result<LossParts> {
+    bound_loss(net, x, y, w, beta)
+}
+
+fn bound_loss(net: &Net, x: &Tensor, y: &Tensor, w: LossWeights, beta: f64) -> Result<LossParts> {
     let nominal = cross_entropy(&net.forward(x)?, y)?;
     let bounds = net.ibp(x, w.eps)?;
-    let robust = cross_entropy(&worst_case_logits(&bounds, y)?, y)?;
+    let worst = if beta == 0.0 {
+        worst_case_logits(&bounds, y)?
+    } else {
+        let onehot = onehot(y, bounds.lo.dim(1)?, bounds.lo.dtype())?;
+        let lower_y = (&onehot * &bounds.lo)?.sum_keepdim(D::Minus1)?;
+        // IBP's margins z̲_y − z̄_t, 0 at t = y.
+        let ibp = lower_y.broadcast_sub(&bounds.hi)?.mul(&(1.0 - &onehot)?)?;
+        let crown = crown_ibp_margins(net, &bounds, y)?;
+        ((crown * beta)? + (ibp * (1.0 - beta))?)?.neg()?
+    };
+    let robust = cross_entropy(&worst, y)?;
     let total = ((&nominal * w.kappa)? + (&robust * (1.0 - w.kappa))?)?;
     let total = (total + (&bounds.hidden_size * w.lambda)?)?;
     Ok(LossParts {
@@ -77,5 +108,30 @@ pub fn ibp_loss(net: &Net, x: &Tensor, y: &Tensor, w: LossWeights) -> Result<Los
         nominal,
         robust,
         bound_size: bounds.hidden_size,
+    })
+}
+
+/// Adversarial training's loss (Madry et al.): `κ·ℓ(z(x), y) + (1 − κ)·ℓ(z(x_adv), y)`
+/// with `x_adv` from a PGD attack of radius `w.eps` (`w.lambda` unused).
+pub fn pgd_loss(
+    net: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    w: LossWeights,
+    attack: Pgd,
+) -> Result<LossParts> {
+    let nominal = cross_entropy(&net.forward(x)?, y)?;
+    let attack = Pgd {
+        eps: w.eps,
+        ..attack
+    };
+    let x_adv = pgd(net, x, y, &attack)?.last.detach();
+    let robust = cross_entropy(&net.forward(&x_adv)?, y)?;
+    let total = ((&nominal * w.kappa)? + (&robust * (1.0 - w.kappa))?)?;
+    Ok(LossParts {
+        total,
+        bound_size: nominal.zeros_like()?,
+        nominal,
+        robust,
     })
 }

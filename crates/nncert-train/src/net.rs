@@ -98,7 +98,7 @@ impl Normalization {
 }
 
 #[derive(Clone, Debug)]
-enum Layer {
+pub(crate) enum Layer {
     Conv { w: Var, b: Var, stride: usize },
     Dense { w: Var, b: Var },
 }
@@ -109,7 +109,7 @@ pub struct Net {
     /// `[C, H, W]` of one input.
     pub input: [usize; 3],
     pub norm: Normalization,
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
 }
 
 /// Interval bounds of the logits and the hidden-layer bound size.
@@ -119,6 +119,10 @@ pub struct IbpBounds {
     /// Σ over hidden layers of the mean over their neurons of (z̄ − z̲)²,
     /// averaged over the batch (the constrained-IBP term, §3.3).
     pub hidden_size: Tensor,
+    /// The normalised input box, then each hidden layer's pre-activation
+    /// bounds (what CROWN-IBP's backward pass relaxes).
+    pub input: (Tensor, Tensor),
+    pub pre_activation: Vec<(Tensor, Tensor)>,
 }
 
 fn uniform(r: &mut StdRng, shape: &[usize], bound: f32) -> Result<Var> {
@@ -257,6 +261,8 @@ impl Net {
         let mut mid = ((&lo + &hi)? * 0.5)?;
         let mut rad = ((&hi - &lo)? * 0.5)?;
         let mut hidden_size = Tensor::zeros((), x.dtype(), x.device())?;
+        let mut pre_activation = Vec::new();
+        let input = (lo.clone(), hi.clone());
         let last = self.layers.len() - 1;
         for (k, layer) in self.layers.iter().enumerate() {
             (mid, rad) = match layer {
@@ -271,6 +277,7 @@ impl Net {
                 ),
             };
             if k < last {
+                pre_activation.push(((&mid - &rad)?, (&mid + &rad)?));
                 let lo = (&mid - &rad)?.relu()?;
                 let hi = (&mid + &rad)?.relu()?;
                 let width = (&hi - &lo)?.flatten_from(1)?;
@@ -283,6 +290,8 @@ impl Net {
             lo: (&mid - &rad)?,
             hi: (mid + rad)?,
             hidden_size,
+            input,
+            pre_activation,
         })
     }
 

@@ -4,8 +4,8 @@
 //! resumes from exactly.
 
 use crate::adam::Adam;
-use crate::eval::{pgd_robust, EvalConfig};
-use crate::loss::{ibp_loss, ibp_verified, LossWeights};
+use crate::eval::{pgd_robust, EvalConfig, Pgd};
+use crate::loss::{crown_ibp_loss, ibp_loss, ibp_verified, pgd_loss, LossWeights};
 use crate::net::{batch, Architecture, Net, Normalization};
 use crate::schedule::Schedule;
 use crate::{Result, TrainError};
@@ -26,11 +26,26 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Weight of the hidden-layer bound size: 0 is IBP, > 0 constrained IBP.
     pub lambda: f64,
+    #[serde(default)]
+    pub method: Method,
     pub seed: u64,
     /// Radius at which each epoch's IBP-verified test error is measured.
     pub eps_test: f64,
     /// Test images evaluated after each epoch.
     pub eval_count: usize,
+}
+
+/// What the robust part of the loss is computed on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum Method {
+    /// IBP's worst-case logits (and the bound-size penalty when λ > 0).
+    #[default]
+    Ibp,
+    /// PGD adversarial examples with this many steps (one random start).
+    Pgd { steps: usize },
+    /// CROWN-IBP margins mixed with IBP's, β moving from `beta_start` to
+    /// `beta_end` along the ε ramp (Zhang et al.: 1 → 0).
+    CrownIbp { beta_start: f64, beta_end: f64 },
 }
 
 /// One epoch's line of the log (means over its batches, then the test figures).
@@ -161,7 +176,26 @@ impl Trainer {
                 lambda: self.config.lambda,
             };
             let (x, y) = batch(train, idx)?;
-            let parts = ibp_loss(&self.net, &x, &y, w)?;
+            let parts = match self.config.method {
+                Method::Ibp => ibp_loss(&self.net, &x, &y, w)?,
+                Method::CrownIbp {
+                    beta_start,
+                    beta_end,
+                } => {
+                    let t = s.ramp_progress(self.step);
+                    let beta = beta_start + (beta_end - beta_start) * t;
+                    crown_ibp_loss(&self.net, &x, &y, w, beta)?
+                }
+                Method::Pgd { steps } => {
+                    let attack = Pgd {
+                        eps: w.eps,
+                        steps,
+                        restarts: 1,
+                        seed: self.config.seed ^ self.step,
+                    };
+                    pgd_loss(&self.net, &x, &y, w, attack)?
+                }
+            };
             let grads = parts.total.backward()?;
             self.adam.step(&vars, &grads, s.lr(self.step))?;
             let scalars = [

@@ -9,11 +9,12 @@ use candle_core::{DType, Device, Tensor};
 use nncert_bounds::Soundness;
 use nncert_data::Dataset;
 use nncert_model::forward::reference_forward;
+use nncert_train::crown_ibp::crown_ibp_margins;
 use nncert_train::eval::{evaluate, EvalConfig};
-use nncert_train::loss::{ibp_loss, LossWeights};
+use nncert_train::loss::{crown_ibp_loss, ibp_loss, LossWeights};
 use nncert_train::net::{batch, Normalization};
 use nncert_train::schedule::{Ramp, Schedule};
-use nncert_train::train::{TrainConfig, Trainer};
+use nncert_train::train::{Method, TrainConfig, Trainer};
 use nncert_train::{Architecture, Net};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -112,67 +113,154 @@ fn ibp_bounds_hold_for_sampled_inputs() {
     }
 }
 
+/// Autodiff against central finite differences (f64, h = 1e-6) on a few
+/// random coordinates of every parameter.
+fn check_gradients(net: &Net, loss: &dyn Fn(&Net) -> Tensor, what: &str, r: &mut StdRng) {
+    let grads = loss(net).backward().unwrap();
+    for v in net.vars() {
+        let g: Vec<f64> = grads
+            .get(&v)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let base: Vec<f64> = v.flatten_all().unwrap().to_vec1().unwrap();
+        for _ in 0..6 {
+            let i = r.gen_range(0..base.len());
+            let h = 1e-6;
+            let at = |delta: f64| {
+                let mut p = base.clone();
+                p[i] += delta;
+                v.set(&Tensor::from_vec(p, v.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                let l = loss(net).to_scalar::<f64>().unwrap();
+                v.set(&Tensor::from_vec(base.clone(), v.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                l
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() <= 1e-5 + 1e-4 * g[i].abs(),
+                "{what}: autodiff {} vs finite difference {fd}",
+                g[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn crown_ibp_bounds_hold_and_reduce_to_ibp_at_beta_zero() {
+    let mut r = StdRng::seed_from_u64(12);
+    let nets = [
+        (small_conv_net(14), [1usize, 12, 12]),
+        (
+            Net::new(&Architecture::Mlp(vec![9, 7]), [1, 8, 8], 3, NORM, 15).unwrap(),
+            [1, 8, 8],
+        ),
+    ];
+    for (net, shape) in nets {
+        let n: usize = shape.iter().product();
+        let classes = net.classes();
+        let x0: Vec<f32> = (0..2 * n).map(|_| r.gen_range(0.0..1.0)).collect();
+        let labels: Vec<u32> = (0..2).map(|k| (k % classes) as u32).collect();
+        let x =
+            Tensor::from_vec(x0.clone(), (2, shape[0], shape[1], shape[2]), &Device::Cpu).unwrap();
+        let y = Tensor::from_vec(labels.clone(), 2, &Device::Cpu).unwrap();
+        let eps = 0.03;
+        let b = net.ibp(&x, eps).unwrap();
+        let m = crown_ibp_margins(&net, &b, &y)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for img in 0..2 {
+            let yl = labels[img] as usize;
+            assert_eq!(m[img][yl], 0.0);
+            for k in 0..300 {
+                let xs: Vec<f32> = x0[img * n..(img + 1) * n]
+                    .iter()
+                    .map(|&v| {
+                        let (l, u) = ((v - eps as f32).max(0.0), (v + eps as f32).min(1.0));
+                        if k < 30 {
+                            [l, u][r.gen_range(0..2)]
+                        } else {
+                            r.gen_range(l..=u)
+                        }
+                    })
+                    .collect();
+                let z = logits(&net, &xs, shape);
+                for t in 0..classes {
+                    let margin = z[yl] - z[t];
+                    let tol = 1e-4 * (1.0 + margin.abs());
+                    assert!(
+                        margin >= m[img][t] - tol,
+                        "margin {margin} below CROWN-IBP's {}",
+                        m[img][t]
+                    );
+                }
+            }
+        }
+        let w = LossWeights {
+            eps,
+            kappa: 0.3,
+            lambda: 0.0,
+        };
+        let (ibp, crown0) = (
+            ibp_loss(&net, &x, &y, w)
+                .unwrap()
+                .total
+                .to_scalar::<f32>()
+                .unwrap(),
+            crown_ibp_loss(&net, &x, &y, w, 0.0)
+                .unwrap()
+                .total
+                .to_scalar::<f32>()
+                .unwrap(),
+        );
+        assert_eq!(ibp, crown0);
+    }
+}
+
 #[test]
 fn loss_gradients_match_finite_differences() {
     let ds = synthetic(6, 3);
     let (x, y) = batch(&ds, &[0, 1, 2, 3, 4, 5]).unwrap();
     let x = x.to_dtype(DType::F64).unwrap();
-    let net = Net::new(&Architecture::Mlp(vec![7, 5]), [1, 8, 8], 3, NORM, 4)
+    let mlp = Net::new(&Architecture::Mlp(vec![7, 5]), [1, 8, 8], 3, NORM, 4)
         .unwrap()
         .to_dtype(DType::F64)
         .unwrap();
-    let settings = [
-        (1.0, 0.0), // nominal
-        (0.5, 0.0), // IBP
-        (0.5, 0.3), // constrained IBP
-        (0.0, 1.0),
-    ];
     let mut r = StdRng::seed_from_u64(5);
-    for (kappa, lambda) in settings {
+    let settings = [
+        (1.0, 0.0, 0.0), // nominal
+        (0.5, 0.0, 0.0), // IBP
+        (0.5, 0.3, 0.0), // constrained IBP
+        (0.0, 1.0, 0.0),
+        (0.5, 0.0, 0.5), // CROWN-IBP, β mixed
+        (0.0, 0.0, 1.0),
+    ];
+    for (kappa, lambda, beta) in settings {
         let w = LossWeights {
             eps: 0.05,
             kappa,
             lambda,
         };
-        let loss = |n: &Net| {
-            ibp_loss(n, &x, &y, w)
-                .unwrap()
-                .total
-                .to_scalar::<f64>()
-                .unwrap()
-        };
-        let grads = ibp_loss(&net, &x, &y, w).unwrap().total.backward().unwrap();
-        for v in net.vars() {
-            let g: Vec<f64> = grads
-                .get(&v)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let base: Vec<f64> = v.flatten_all().unwrap().to_vec1().unwrap();
-            for _ in 0..6 {
-                let i = r.gen_range(0..base.len());
-                let h = 1e-6;
-                let at = |delta: f64| {
-                    let mut p = base.clone();
-                    p[i] += delta;
-                    v.set(&Tensor::from_vec(p, v.shape(), &Device::Cpu).unwrap())
-                        .unwrap();
-                    let l = loss(&net);
-                    v.set(&Tensor::from_vec(base.clone(), v.shape(), &Device::Cpu).unwrap())
-                        .unwrap();
-                    l
-                };
-                let fd = (at(h) - at(-h)) / (2.0 * h);
-                assert!(
-                    (fd - g[i]).abs() <= 1e-5 + 1e-4 * g[i].abs(),
-                    "κ {kappa} λ {lambda}: autodiff {} vs finite difference {fd}",
-                    g[i]
-                );
-            }
-        }
+        let what = format!("MLP κ {kappa} λ {lambda} β {beta}");
+        let loss = |n: &Net| crown_ibp_loss(n, &x, &y, w, beta).unwrap().total;
+        check_gradients(&mlp, &loss, &what, &mut r);
     }
+    // The conv path (transposed convolutions backward) on 12×12 inputs.
+    let conv = small_conv_net(6).to_dtype(DType::F64).unwrap();
+    let xc: Vec<f64> = (0..3 * 144).map(|_| r.gen_range(0.0..1.0)).collect();
+    let xc = Tensor::from_vec(xc, (3, 1, 12, 12), &Device::Cpu).unwrap();
+    let yc = Tensor::from_vec(vec![0u32, 2, 3], 3, &Device::Cpu).unwrap();
+    let w = LossWeights {
+        eps: 0.02,
+        kappa: 0.2,
+        lambda: 0.1,
+    };
+    let loss = |n: &Net| crown_ibp_loss(n, &xc, &yc, w, 0.7).unwrap().total;
+    check_gradients(&conv, &loss, "conv CROWN-IBP", &mut r);
 }
 
 #[test]
@@ -226,6 +314,7 @@ fn config(epochs: usize) -> TrainConfig {
             lr_decay_at: vec![0.8],
         },
         lambda: 0.1,
+        method: Method::Ibp,
         seed: 11,
         eps_test: 0.05,
         eval_count: 60,
@@ -362,4 +451,32 @@ fn a_short_mnist_run_lowers_the_robust_loss() {
     let after = robust_loss(&t.net, &train, 0.1);
     assert!(after < before, "robust loss {before} → {after}");
     std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn pgd_training_lowers_the_adversarial_error() {
+    let (train, test) = (synthetic(256, 41), synthetic(90, 42));
+    let dir = std::env::temp_dir().join(format!("nncert-train-pgd-{}", std::process::id()));
+    let mut cfg = config(6);
+    cfg.method = Method::Pgd { steps: 5 };
+    let mut t = Trainer::new(cfg, [1, 8, 8], 3, NORM).unwrap();
+    let attack = EvalConfig {
+        eps: 0.1,
+        pgd_steps: 20,
+        pgd_restarts: 1,
+        seed: 9,
+        soundness: Soundness::Float32,
+    };
+    let idx: Vec<usize> = (0..test.len()).collect();
+    let (x, y) = batch(&test, &idx).unwrap();
+    let attacked = |net: &Net| {
+        let r = nncert_train::eval::pgd_robust(net, &x, &y, &attack).unwrap();
+        r.iter().filter(|&&ok| !ok).count()
+    };
+    let before = attacked(&t.net);
+    t.run((&train, &test), &dir, &mut |_| {}, &mut |_| {}, &|| false)
+        .unwrap();
+    let after = attacked(&t.net);
+    assert!(after < before / 2, "attacked images {before} → {after}");
+    std::fs::remove_dir_all(&dir).ok();
 }

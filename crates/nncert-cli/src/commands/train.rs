@@ -10,7 +10,7 @@ use nncert_data::Dataset;
 use nncert_train::eval::{evaluate, EvalConfig};
 use nncert_train::net::Normalization;
 use nncert_train::schedule::{Ramp, Schedule};
-use nncert_train::train::{TrainConfig, Trainer};
+use nncert_train::train::{Method, TrainConfig, Trainer};
 use nncert_train::Architecture;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,6 +21,13 @@ pub enum ArchArg {
     Medium,
     Large,
     Mlp,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MethodArg {
+    Ibp,
+    CrownIbp,
+    Pgd,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,6 +77,16 @@ pub struct TrainArgs {
     /// Weight of the hidden-layer bound size: 0 = IBP, > 0 = constrained IBP.
     #[arg(long, default_value_t = 0.0)]
     lambda: f64,
+    /// The robust loss on IBP's worst-case logits, on CROWN-IBP margins
+    /// (β-mixed with IBP's), or on PGD examples (Madry).
+    #[arg(long, value_enum, default_value_t = MethodArg::Ibp)]
+    method: MethodArg,
+    /// CROWN-IBP's β at the start and at the end of the ε ramp.
+    #[arg(long, value_delimiter = ',', default_value = "1,0")]
+    beta: Vec<f64>,
+    /// PGD steps per batch with --method pgd.
+    #[arg(long, default_value_t = 10)]
+    attack_steps: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Train on the first N training images (default: all).
@@ -118,6 +135,9 @@ fn check_args(a: &TrainArgs) -> CliResult {
     if !(0.0..=1.0).contains(&a.kappa_end) || a.lambda < 0.0 || a.lr <= 0.0 {
         return bad("--kappa-end must lie in [0, 1], --lambda ≥ 0, --lr > 0".into());
     }
+    if a.beta.is_empty() || a.beta.len() > 2 || a.beta.iter().any(|b| !(0.0..=1.0).contains(b)) {
+        return bad("--beta: one or two values (start,end) in [0, 1]".into());
+    }
     if a.warmup_epochs < 0.0 || a.ramp_epochs < 0.0 {
         return bad("--warmup-epochs and --ramp-epochs must be ≥ 0".into());
     }
@@ -154,6 +174,16 @@ pub fn run_train(a: TrainArgs) -> CliResult {
             batch: a.batch,
             schedule,
             lambda: a.lambda,
+            method: match a.method {
+                MethodArg::Ibp => Method::Ibp,
+                MethodArg::CrownIbp => Method::CrownIbp {
+                    beta_start: a.beta[0],
+                    beta_end: a.beta[a.beta.len() - 1],
+                },
+                MethodArg::Pgd => Method::Pgd {
+                    steps: a.attack_steps,
+                },
+            },
             seed: a.seed,
             eps_test: a.eps_test,
             eval_count: a.eval_count,
