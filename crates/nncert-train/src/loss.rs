@@ -60,6 +60,8 @@ pub struct LossWeights {
     pub kappa: f64,
     /// Weight of the hidden-layer bound size (0: plain IBP).
     pub lambda: f64,
+    /// Weight of Xiao et al.'s ReLU-stability loss (0: off).
+    pub relu_stability: f64,
 }
 
 /// The parts of one step's loss (scalars), `total` the one to minimise.
@@ -103,6 +105,7 @@ fn bound_loss(net: &Net, x: &Tensor, y: &Tensor, w: LossWeights, beta: f64) -> R
     let robust = cross_entropy(&worst, y)?;
     let total = ((&nominal * w.kappa)? + (&robust * (1.0 - w.kappa))?)?;
     let total = (total + (&bounds.hidden_size * w.lambda)?)?;
+    let total = (total + (&bounds.relu_stability * w.relu_stability)?)?;
     Ok(LossParts {
         total,
         nominal,

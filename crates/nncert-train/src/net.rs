@@ -119,6 +119,10 @@ pub struct IbpBounds {
     /// Σ over hidden layers of the mean over their neurons of (z̄ − z̲)²,
     /// averaged over the batch (the constrained-IBP term, §3.3).
     pub hidden_size: Tensor,
+    /// Xiao et al.'s ReLU-stability loss, Σ over hidden layers of the mean
+    /// over their neurons of −tanh(1 + z̲·z̄) (low when l·u > 0: stable),
+    /// averaged over the batch.
+    pub relu_stability: Tensor,
     /// The normalised input box, then each hidden layer's pre-activation
     /// bounds (what CROWN-IBP's backward pass relaxes).
     pub input: (Tensor, Tensor),
@@ -261,6 +265,7 @@ impl Net {
         let mut mid = ((&lo + &hi)? * 0.5)?;
         let mut rad = ((&hi - &lo)? * 0.5)?;
         let mut hidden_size = Tensor::zeros((), x.dtype(), x.device())?;
+        let mut relu_stability = Tensor::zeros((), x.dtype(), x.device())?;
         let mut pre_activation = Vec::new();
         let input = (lo.clone(), hi.clone());
         let last = self.layers.len() - 1;
@@ -277,7 +282,10 @@ impl Net {
                 ),
             };
             if k < last {
-                pre_activation.push(((&mid - &rad)?, (&mid + &rad)?));
+                let (l, u) = ((&mid - &rad)?, (&mid + &rad)?);
+                let rs = ((&l * &u)? + 1.0)?.tanh()?.neg()?.flatten_from(1)?;
+                relu_stability = (relu_stability + rs.mean(D::Minus1)?.mean_all()?)?;
+                pre_activation.push((l, u));
                 let lo = (&mid - &rad)?.relu()?;
                 let hi = (&mid + &rad)?.relu()?;
                 let width = (&hi - &lo)?.flatten_from(1)?;
@@ -290,6 +298,7 @@ impl Net {
             lo: (&mid - &rad)?,
             hi: (mid + rad)?,
             hidden_size,
+            relu_stability,
             input,
             pre_activation,
         })

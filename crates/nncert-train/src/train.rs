@@ -28,6 +28,9 @@ pub struct TrainConfig {
     pub lambda: f64,
     #[serde(default)]
     pub method: Method,
+    /// Weight of the ReLU-stability loss of Xiao et al. (the relu_stable models').
+    #[serde(default)]
+    pub relu_stability: f64,
     pub seed: u64,
     /// Radius at which each epoch's IBP-verified test error is measured.
     pub eps_test: f64,
@@ -174,6 +177,7 @@ impl Trainer {
                 eps: s.eps(self.step),
                 kappa: s.kappa(self.step),
                 lambda: self.config.lambda,
+                relu_stability: self.config.relu_stability,
             };
             let (x, y) = batch(train, idx)?;
             let parts = match self.config.method {

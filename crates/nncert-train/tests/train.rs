@@ -204,6 +204,7 @@ fn crown_ibp_bounds_hold_and_reduce_to_ibp_at_beta_zero() {
             eps,
             kappa: 0.3,
             lambda: 0.0,
+            relu_stability: 0.0,
         };
         let (ibp, crown0) = (
             ibp_loss(&net, &x, &y, w)
@@ -244,6 +245,7 @@ fn loss_gradients_match_finite_differences() {
             eps: 0.05,
             kappa,
             lambda,
+            relu_stability: 0.0,
         };
         let what = format!("MLP κ {kappa} λ {lambda} β {beta}");
         let loss = |n: &Net| crown_ibp_loss(n, &x, &y, w, beta).unwrap().total;
@@ -258,6 +260,7 @@ fn loss_gradients_match_finite_differences() {
         eps: 0.02,
         kappa: 0.2,
         lambda: 0.1,
+        relu_stability: 0.5,
     };
     let loss = |n: &Net| crown_ibp_loss(n, &xc, &yc, w, 0.7).unwrap().total;
     check_gradients(&conv, &loss, "conv CROWN-IBP", &mut r);
@@ -315,6 +318,7 @@ fn config(epochs: usize) -> TrainConfig {
         },
         lambda: 0.1,
         method: Method::Ibp,
+        relu_stability: 0.0,
         seed: 11,
         eps_test: 0.05,
         eval_count: 60,
@@ -328,6 +332,7 @@ fn robust_loss(net: &Net, ds: &Dataset, eps: f64) -> f64 {
         eps,
         kappa: 0.0,
         lambda: 0.0,
+        relu_stability: 0.0,
     };
     ibp_loss(net, &x, &y, w)
         .unwrap()
@@ -479,4 +484,23 @@ fn pgd_training_lowers_the_adversarial_error() {
     let after = attacked(&t.net);
     assert!(after < before / 2, "attacked images {before} → {after}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn table_1_architectures_fit_mnist() {
+    let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu).unwrap();
+    for arch in [
+        Architecture::Small,
+        Architecture::Medium,
+        Architecture::Large,
+    ] {
+        let net = Net::new(&arch, [1, 28, 28], 10, Normalization::MNIST, 0).unwrap();
+        assert_eq!(net.forward(&x).unwrap().dims(), &[2, 10], "{arch:?}");
+        let g = net.to_graph().unwrap();
+        assert_eq!(g.output_len(), 10, "{arch:?}");
+        let b = net.ibp(&x, 0.1).unwrap();
+        assert_eq!(b.lo.dims(), &[2, 10], "{arch:?}");
+    }
+    let too_small = Net::new(&Architecture::Large, [1, 6, 6], 10, Normalization::MNIST, 0);
+    assert!(too_small.is_err());
 }

@@ -81,6 +81,9 @@ pub struct TrainArgs {
     /// (β-mixed with IBP's), or on PGD examples (Madry).
     #[arg(long, value_enum, default_value_t = MethodArg::Ibp)]
     method: MethodArg,
+    /// Weight of Xiao et al.'s ReLU-stability loss on IBP's pre-activation bounds.
+    #[arg(long, default_value_t = 0.0)]
+    relu_stability: f64,
     /// CROWN-IBP's β at the start and at the end of the ε ramp.
     #[arg(long, value_delimiter = ',', default_value = "1,0")]
     beta: Vec<f64>,
@@ -132,8 +135,14 @@ fn check_args(a: &TrainArgs) -> CliResult {
     if !(0.0..1.0).contains(&a.eps_train) || !(0.0..1.0).contains(&a.eps_test) {
         return bad("--eps-train and --eps-test must lie in [0, 1)".into());
     }
-    if !(0.0..=1.0).contains(&a.kappa_end) || a.lambda < 0.0 || a.lr <= 0.0 {
-        return bad("--kappa-end must lie in [0, 1], --lambda ≥ 0, --lr > 0".into());
+    if !(0.0..=1.0).contains(&a.kappa_end)
+        || a.lambda < 0.0
+        || a.relu_stability < 0.0
+        || a.lr <= 0.0
+    {
+        return bad(
+            "--kappa-end must lie in [0, 1], --lambda and --relu-stability ≥ 0, --lr > 0".into(),
+        );
     }
     if a.beta.is_empty() || a.beta.len() > 2 || a.beta.iter().any(|b| !(0.0..=1.0).contains(b)) {
         return bad("--beta: one or two values (start,end) in [0, 1]".into());
@@ -174,6 +183,7 @@ pub fn run_train(a: TrainArgs) -> CliResult {
             batch: a.batch,
             schedule,
             lambda: a.lambda,
+            relu_stability: a.relu_stability,
             method: match a.method {
                 MethodArg::Ibp => Method::Ibp,
                 MethodArg::CrownIbp => Method::CrownIbp {
