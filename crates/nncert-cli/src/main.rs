@@ -39,6 +39,8 @@ enum Command {
     /// The floating-point attack on verified networks (fp-exploit paper) against
     /// the real-arithmetic MILP verifier and against sound mode.
     FpAttack(commands::fp_attack::FpAttackArgs),
+    /// §5 of the fp-exploit paper: real-arithmetic CROWN fooled by float32 on a 13×13 network.
+    FpAttackCrown(commands::fp_attack::FpAttackCrownArgs),
     /// Certified training (IBP, constrained IBP) of a ReLU network on MNIST.
     Train(commands::train::TrainArgs),
     /// Clean, PGD and verified (IBP, CROWN) error of a trained model.
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => commands::run::run(a),
         Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
         Some(Command::FpAttack(a)) => commands::fp_attack::run(a),
+        Some(Command::FpAttackCrown(a)) => commands::fp_attack::run_crown(a),
         Some(Command::Train(a)) => commands::train::run_train(a),
         Some(Command::Eval(a)) => commands::train::run_eval(a),
         Some(Command::PlotTraining(a)) => commands::train::run_plot(a),

@@ -578,3 +578,22 @@ fn eval_json_report_is_consistent() {
     }
     assert_eq!(get("ibp_only"), 0.0);
 }
+
+#[test]
+fn fp_attack_crown_runs_and_checks_its_flags() {
+    let o = nncert(&["fp-attack-crown", "--networks", "2", "--sweeps", "20"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = stdout(&o);
+    // Every network: CROWN certifies in real arithmetic, not in sound mode.
+    let rows: Vec<&str> = s.lines().filter(|l| l.contains("robust")).collect();
+    assert_eq!(rows.len(), 6, "{s}");
+    assert!(
+        rows.iter().all(|l| l.contains("robust      unknown")),
+        "{s}"
+    );
+    assert!(s.contains("of 6 (network, engine) pairs broken"), "{s}");
+    assert_user_errors(&[(
+        vec!["fp-attack-crown", "--eps", "2"],
+        "expected a value in (0, 0.25)",
+    )]);
+}

@@ -7,10 +7,13 @@
 //! - `oracle`: the verifiers attacked: the real-arithmetic MILP (MIPVerify's
 //!   formulation, "worst" objective and τ queries) and nncert's sound pipeline.
 //! - `climb`: hill climbing on 4×4 tiles with U(−u, u) perturbations (Appendix A).
+//! - `incomplete`: §5's 13×13 network on which real-arithmetic CROWN is
+//!   fooled by float32, and the attack on it.
 //! - `pipeline`: per seed image, brightness bisection (step 1), τ search
 //!   (step 2), hill climbing per float32 engine, with and without the gap (step 3).
 
 pub mod climb;
+pub mod incomplete;
 pub mod oracle;
 pub mod perturbation;
 pub mod pipeline;

@@ -162,3 +162,56 @@ fn sound_certificates_survive_the_attack() {
         "only {ran} of 12 runs reached a quasi-adversarial point"
     );
 }
+
+/// §5: on the 13×13 boundary network, real-arithmetic CROWN certifies label
+/// 1 while float32 engines, climbing from x0 + ε·sign(W_equiv), find inputs
+/// of the box labelled 0; sound mode does not certify.
+#[test]
+fn real_arithmetic_crown_is_fooled_and_sound_mode_is_not() {
+    use nncert_bounds::Soundness;
+    use nncert_fpattack::incomplete::{attack, boundary_network, crown_certifies, LABEL};
+    let mut broken = 0;
+    for seed in 0..8 {
+        let n = boundary_network(seed, 0.05);
+        assert!(crown_certifies(&n, Soundness::Real).unwrap(), "seed {seed}");
+        assert!(
+            !crown_certifies(&n, Soundness::Float32).unwrap(),
+            "seed {seed}"
+        );
+        let engines = all_engines(&n.graph).unwrap();
+        let cfg = ClimbConfig {
+            sweeps: 1000,
+            seed,
+            ..ClimbConfig::default()
+        };
+        let (lo, hi) = nextafter_box(&n.x0, n.eps);
+        for a in attack(&n, &engines, &cfg).unwrap() {
+            // In real arithmetic the label holds wherever the climb went.
+            assert!(
+                a.reference_loss > 0.0,
+                "{}: reference {}",
+                a.engine,
+                a.reference_loss
+            );
+            eprintln!("seed {seed} {}: loss {:e}", a.engine, a.loss);
+            if let Some(x) = &a.adversarial {
+                assert!(x
+                    .iter()
+                    .zip(lo.iter().zip(&hi))
+                    .all(|(v, (l, h))| l <= v && v <= h));
+                let e = engines
+                    .iter()
+                    .find(|e| e.kind().to_string() == a.engine)
+                    .unwrap();
+                let y = e.run(&n.graph, x).unwrap();
+                assert!(
+                    y[0] >= y[LABEL],
+                    "{}: re-run does not flip the label",
+                    a.engine
+                );
+                broken += 1;
+            }
+        }
+    }
+    assert!(broken > 0, "no float32 engine was fooled");
+}
