@@ -486,13 +486,7 @@ fn verify_json_schema_and_witnesses() {
 
 #[test]
 fn train_and_eval_user_errors() {
-    let model = tmp("untrained-small.onnx");
-    std::fs::write(
-        &model,
-        export_onnx_bytes(&untrained_small().to_graph().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let model = model.display().to_string();
+    let model = untrained_small_onnx("untrained-small.onnx");
     let out = tmp("train-out").display().to_string();
     assert_user_errors(&[
         (
@@ -533,20 +527,19 @@ fn train_and_eval_user_errors() {
     ]);
 }
 
-fn untrained_small() -> nncert_train::Net {
+/// Table 1's small net, untrained, written as ONNX; its path.
+fn untrained_small_onnx(name: &str) -> String {
     let norm = nncert_train::net::Normalization::MNIST;
-    nncert_train::Net::new(&nncert_train::Architecture::Small, [1, 28, 28], 10, norm, 3).unwrap()
+    let arch = nncert_train::Architecture::Small;
+    let net = nncert_train::Net::new(&arch, [1, 28, 28], 10, norm, 3).unwrap();
+    let path = tmp(name);
+    std::fs::write(&path, export_onnx_bytes(&net.to_graph().unwrap()).unwrap()).unwrap();
+    path.display().to_string()
 }
 
 #[test]
 fn eval_json_report_is_consistent() {
-    let model = tmp("eval-small.onnx");
-    std::fs::write(
-        &model,
-        export_onnx_bytes(&untrained_small().to_graph().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let model = model.display().to_string();
+    let model = untrained_small_onnx("eval-small.onnx");
     let o = nncert(&[
         "eval",
         "--model",
