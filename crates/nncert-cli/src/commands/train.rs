@@ -153,6 +153,45 @@ fn check_args(a: &TrainArgs) -> CliResult {
     Ok(())
 }
 
+/// The settings of a new run, from the flags.
+fn train_config(a: &TrainArgs, train_len: usize) -> TrainConfig {
+    let steps_per_epoch = train_len.div_ceil(a.batch) as f64;
+    let schedule = Schedule {
+        total_steps: (steps_per_epoch * a.epochs as f64) as u64,
+        warmup_steps: (steps_per_epoch * a.warmup_epochs) as u64,
+        ramp_steps: (steps_per_epoch * a.ramp_epochs) as u64,
+        ramp: match a.ramp {
+            RampArg::Linear => Ramp::Linear,
+            RampArg::Smooth => Ramp::Smooth,
+        },
+        eps_train: a.eps_train,
+        kappa_end: a.kappa_end,
+        lr: a.lr,
+        lr_decay_at: a.lr_decay_at.clone(),
+    };
+    TrainConfig {
+        arch: architecture(a),
+        epochs: a.epochs,
+        batch: a.batch,
+        schedule,
+        lambda: a.lambda,
+        relu_stability: a.relu_stability,
+        method: match a.method {
+            MethodArg::Ibp => Method::Ibp,
+            MethodArg::CrownIbp => Method::CrownIbp {
+                beta_start: a.beta[0],
+                beta_end: a.beta[a.beta.len() - 1],
+            },
+            MethodArg::Pgd => Method::Pgd {
+                steps: a.attack_steps,
+            },
+        },
+        seed: a.seed,
+        eps_test: a.eps_test,
+        eval_count: a.eval_count,
+    }
+}
+
 pub fn run_train(a: TrainArgs) -> CliResult {
     check_args(&a)?;
     let mut train = train_split(&a.data)?;
@@ -163,41 +202,7 @@ pub fn run_train(a: TrainArgs) -> CliResult {
     let mut trainer = if a.resume {
         Trainer::resume(&a.out)?
     } else {
-        let steps_per_epoch = train.len().div_ceil(a.batch) as f64;
-        let schedule = Schedule {
-            total_steps: (steps_per_epoch * a.epochs as f64) as u64,
-            warmup_steps: (steps_per_epoch * a.warmup_epochs) as u64,
-            ramp_steps: (steps_per_epoch * a.ramp_epochs) as u64,
-            ramp: match a.ramp {
-                RampArg::Linear => Ramp::Linear,
-                RampArg::Smooth => Ramp::Smooth,
-            },
-            eps_train: a.eps_train,
-            kappa_end: a.kappa_end,
-            lr: a.lr,
-            lr_decay_at: a.lr_decay_at.clone(),
-        };
-        let config = TrainConfig {
-            arch: architecture(&a),
-            epochs: a.epochs,
-            batch: a.batch,
-            schedule,
-            lambda: a.lambda,
-            relu_stability: a.relu_stability,
-            method: match a.method {
-                MethodArg::Ibp => Method::Ibp,
-                MethodArg::CrownIbp => Method::CrownIbp {
-                    beta_start: a.beta[0],
-                    beta_end: a.beta[a.beta.len() - 1],
-                },
-                MethodArg::Pgd => Method::Pgd {
-                    steps: a.attack_steps,
-                },
-            },
-            seed: a.seed,
-            eps_test: a.eps_test,
-            eval_count: a.eval_count,
-        };
+        let config = train_config(&a, train.len());
         Trainer::new(config, train.shape, 10, Normalization::of(&train))?
     };
     let per_epoch = train.len().div_ceil(trainer.config.batch) as u64;
@@ -232,16 +237,22 @@ pub fn run_train(a: TrainArgs) -> CliResult {
     trainer.run((&train, &test), &out, &mut on_step, &mut on_epoch, &stop)?;
     trainer.save_checkpoint(&out)?;
     bar.finish_and_clear();
-    let g = trainer.net.to_graph()?;
-    nncert_model::native::save_native(&g, &out.join("model.json"))?;
-    nncert_model::onnx::export_onnx(&g, &out.join("model.onnx"))?;
-    nncert_train::plot::plot_training(&out, &[("run", &trainer.log)])?;
+    write_model(&trainer, &out)?;
     println!(
         "{} epochs in {:.1} min; model in {}, plots errors.png and bound_size.png beside it",
         trainer.epochs_done,
         start.elapsed().as_secs_f64() / 60.0,
         out.join("model.onnx").display()
     );
+    Ok(())
+}
+
+/// model.json (+ .safetensors), model.onnx and the run's plots into `out`.
+fn write_model(trainer: &Trainer, out: &std::path::Path) -> CliResult {
+    let g = trainer.net.to_graph()?;
+    nncert_model::native::save_native(&g, &out.join("model.json"))?;
+    nncert_model::onnx::export_onnx(&g, &out.join("model.onnx"))?;
+    nncert_train::plot::plot_training(out, &[("run", &trainer.log)])?;
     Ok(())
 }
 
