@@ -9,8 +9,10 @@
 //! | `Direct` | bias, then Σ in input order, one f32 accumulator | bias, then Σ over (in-channel, ky, kx), one f32 accumulator |
 //! | `Im2col` | blocked SGEMM (`matrixmultiply`, FMA where the CPU has it), bias added last | im2col + blocked SGEMM, bias added last |
 //! | `Toeplitz` | as `Im2col` | conv lowered to one dense matrix (MIPVerify's "mm" model), blocked SGEMM over all inputs, bias last |
+//! | `Winograd` | as `Direct` | Winograd F(9×9, r×r) where it applies (one group, stride 1), else as `Direct`; **not covered by sound mode**, so not in [`all_engines`] |
 
 mod gemm;
+pub mod winograd;
 
 use nncert_model::forward::{direct_conv, direct_linear, run, AffineKernels, ConvCall};
 use nncert_model::{Graph, NodeId, Result, Tensor};
@@ -23,7 +25,12 @@ pub enum EngineKind {
     Direct,
     Im2col,
     Toeplitz,
+    /// The fp-exploit paper's high-error Winograd convolution (module `winograd`).
+    Winograd,
 }
+
+/// Output tile side of the Winograd engine (cuDNN's for 5×5 kernels).
+pub const WINOGRAD_TILE: usize = 9;
 
 impl EngineKind {
     pub const ALL: [EngineKind; 3] = [EngineKind::Direct, EngineKind::Im2col, EngineKind::Toeplitz];
@@ -33,6 +40,7 @@ impl EngineKind {
             EngineKind::Direct => "direct",
             EngineKind::Im2col => "im2col",
             EngineKind::Toeplitz => "toeplitz",
+            EngineKind::Winograd => "winograd",
         }
     }
 }
@@ -51,19 +59,34 @@ const MAX_TOEPLITZ_ENTRIES: usize = 1 << 28;
 pub struct Engine {
     kind: EngineKind,
     toeplitz: HashMap<NodeId, Vec<f32>>,
+    winograd: HashMap<NodeId, winograd::Winograd>,
 }
 
 impl Engine {
     pub fn new(kind: EngineKind, graph: &Graph) -> Result<Engine> {
-        let mut toeplitz = HashMap::new();
-        if kind == EngineKind::Toeplitz {
-            for id in 0..graph.nodes.len() {
-                if let Some(call) = ConvCall::of(graph, id) {
+        let (mut toeplitz, mut winograd) = (HashMap::new(), HashMap::new());
+        for id in 0..graph.nodes.len() {
+            let Some(call) = ConvCall::of(graph, id) else {
+                continue;
+            };
+            match kind {
+                EngineKind::Toeplitz => {
                     toeplitz.insert(id, toeplitz_matrix(&call, &graph.nodes[id].name)?);
                 }
+                EngineKind::Winograd => {
+                    let w = winograd::Winograd::new(WINOGRAD_TILE, call.window.kernel[0]);
+                    if w.fits(&call) {
+                        winograd.insert(id, w);
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(Engine { kind, toeplitz })
+        Ok(Engine {
+            kind,
+            toeplitz,
+            winograd,
+        })
     }
 
     pub fn kind(&self) -> EngineKind {
@@ -94,7 +117,9 @@ impl AffineKernels<f32> for Engine {
         rows: usize,
     ) -> Vec<f32> {
         match self.kind {
-            EngineKind::Direct => direct_linear(weight, bias, x, rows, |v| v),
+            EngineKind::Direct | EngineKind::Winograd => {
+                direct_linear(weight, bias, x, rows, |v| v)
+            }
             EngineKind::Im2col | EngineKind::Toeplitz => {
                 let (out, inp) = (weight.shape[0], weight.shape[1]);
                 let mut y = gemm::matmul_bt(x, &weight.data, rows, inp, out);
@@ -107,6 +132,10 @@ impl AffineKernels<f32> for Engine {
     fn conv2d(&self, node: NodeId, c: &ConvCall, x: &[f32], n: usize) -> Vec<f32> {
         match self.kind {
             EngineKind::Direct => direct_conv(c, x, n, |v| v),
+            EngineKind::Winograd => match self.winograd.get(&node) {
+                Some(w) => w.conv(c, x, n),
+                None => direct_conv(c, x, n, |v| v),
+            },
             EngineKind::Im2col => im2col_conv(c, x, n),
             EngineKind::Toeplitz => {
                 let t = &self.toeplitz[&node];

@@ -13,7 +13,9 @@ pub enum EngineChoice {
     Direct,
     Im2col,
     Toeplitz,
-    /// The reference and every float32 engine.
+    /// Winograd F(9×9, r×r) convolutions (high error; not covered by sound mode).
+    Winograd,
+    /// The reference and every float32 engine sound mode covers.
     All,
 }
 
@@ -87,6 +89,7 @@ pub fn run(a: RunArgs) -> CliResult {
         EngineChoice::Direct => vec![EngineKind::Direct],
         EngineChoice::Im2col => vec![EngineKind::Im2col],
         EngineChoice::Toeplitz => vec![EngineKind::Toeplitz],
+        EngineChoice::Winograd => vec![EngineKind::Winograd],
         EngineChoice::All => EngineKind::ALL.to_vec(),
     };
     for k in kinds {
