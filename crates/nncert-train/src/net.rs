@@ -361,7 +361,6 @@ impl Net {
     /// other graphs are refused.
     pub fn from_graph(g: &Graph) -> Result<Net> {
         let g = &canonicalize(g, PassOptions::float32_exact())?.0;
-        let refuse = |why: &str| TrainError::Invalid(format!("not a trainable network: {why}"));
         let shape = &g.nodes[0].shape;
         if shape.len() != 4 || shape[0] != 1 {
             return Err(refuse("the input is not one [1, C, H, W] image"));
@@ -370,54 +369,35 @@ impl Net {
         // The input normalisation x·scale + shift, composed over leading affine ops.
         let (mut scale, mut shift) = (1.0f32, 0.0f32);
         let mut layers = Vec::new();
-        let var = |t: &nncert_model::Tensor| -> Result<Var> {
-            Ok(Var::from_tensor(&Tensor::from_vec(
-                t.data.clone(),
-                t.shape.as_slice(),
-                &Device::Cpu,
-            )?)?)
-        };
+        // ReLUs after each layer: one after every layer but the last, none after it.
+        let mut relus: Vec<usize> = Vec::new();
         for node in &g.nodes[1..] {
             match &node.op {
                 Op::Affine { scale: s, shift: t } if layers.is_empty() => {
-                    let uniform = |t: &Option<nncert_model::Tensor>| match t {
-                        Some(t) if t.data.iter().all(|&v| v == t.data[0]) => {
-                            Ok(t.data.first().copied())
-                        }
-                        Some(_) => Err(refuse("a per-pixel input normalisation")),
-                        None => Ok(None),
-                    };
-                    let (s, t) = (uniform(s)?.unwrap_or(1.0), uniform(t)?.unwrap_or(0.0));
+                    let (s, t) = (
+                        common_value(s)?.unwrap_or(1.0),
+                        common_value(t)?.unwrap_or(0.0),
+                    );
                     (scale, shift) = (scale * s, shift * s + t);
                 }
-                Op::Conv2d {
-                    weight,
-                    bias: Some(b),
-                    window,
-                    groups: 1,
-                } if window.pads == [0; 4]
-                    && window.dilation == [1, 1]
-                    && window.stride[0] == window.stride[1] =>
-                {
-                    layers.push(Layer::Conv {
-                        w: var(weight)?,
-                        b: var(b)?,
-                        stride: window.stride[0],
-                    })
-                }
-                Op::Linear {
-                    weight,
-                    bias: Some(b),
-                } => layers.push(Layer::Dense {
-                    w: var(weight)?,
-                    b: var(b)?,
-                }),
-                Op::Relu | Op::Reshape => {}
-                op => return Err(refuse(&format!("op {} ({})", op.name(), node.name))),
+                Op::Relu if !layers.is_empty() => *relus.last_mut().expect("a layer") += 1,
+                Op::Reshape => {}
+                op => match trainable_layer(op)? {
+                    Some(layer) => {
+                        layers.push(layer);
+                        relus.push(0);
+                    }
+                    None => return Err(refuse(&format!("op {} ({})", op.name(), node.name))),
+                },
             }
         }
-        if layers.is_empty() {
-            return Err(refuse("no layers"));
+        let expected: Vec<usize> = (0..layers.len())
+            .map(|k| usize::from(k + 1 < layers.len()))
+            .collect();
+        if layers.is_empty() || relus != expected {
+            return Err(refuse(
+                "not conv/dense layers with one ReLU between each two",
+            ));
         }
         if scale.is_nan() || scale <= 0.0 {
             return Err(refuse("a non-positive input scale"));
@@ -432,6 +412,53 @@ impl Net {
             layers,
         })
     }
+}
+
+fn refuse(why: &str) -> TrainError {
+    TrainError::Invalid(format!("not a trainable network: {why}"))
+}
+
+/// The common value of a normalisation tensor (which must be uniform).
+fn common_value(t: &Option<nncert_model::Tensor>) -> Result<Option<f32>> {
+    match t {
+        Some(t) if t.data.iter().all(|&v| v == t.data[0]) => Ok(t.data.first().copied()),
+        Some(_) => Err(refuse("a per-pixel input normalisation")),
+        None => Ok(None),
+    }
+}
+
+/// A conv (no padding, square stride) or dense layer with bias, as
+/// trainable variables; `None` for any other op.
+fn trainable_layer(op: &Op) -> Result<Option<Layer>> {
+    let var = |t: &nncert_model::Tensor| -> Result<Var> {
+        let t = Tensor::from_vec(t.data.clone(), t.shape.as_slice(), &Device::Cpu)?;
+        Ok(Var::from_tensor(&t)?)
+    };
+    Ok(match op {
+        Op::Conv2d {
+            weight,
+            bias: Some(b),
+            window,
+            groups: 1,
+        } if window.pads == [0; 4]
+            && window.dilation == [1, 1]
+            && window.stride[0] == window.stride[1] =>
+        {
+            Some(Layer::Conv {
+                w: var(weight)?,
+                b: var(b)?,
+                stride: window.stride[0],
+            })
+        }
+        Op::Linear {
+            weight,
+            bias: Some(b),
+        } => Some(Layer::Dense {
+            w: var(weight)?,
+            b: var(b)?,
+        }),
+        _ => None,
+    })
 }
 
 fn to_model_tensor(v: &Var) -> Result<nncert_model::Tensor> {

@@ -5,7 +5,7 @@
 
 use crate::adam::Adam;
 use crate::eval::{pgd_robust, EvalConfig, Pgd};
-use crate::loss::{crown_ibp_loss, ibp_loss, ibp_verified, pgd_loss, LossWeights};
+use crate::loss::{crown_ibp_loss, ibp_loss, ibp_verified, pgd_loss, LossParts, LossWeights};
 use crate::net::{batch, Architecture, Net, Normalization};
 use crate::schedule::Schedule;
 use crate::{Result, TrainError};
@@ -180,26 +180,7 @@ impl Trainer {
                 relu_stability: self.config.relu_stability,
             };
             let (x, y) = batch(train, idx)?;
-            let parts = match self.config.method {
-                Method::Ibp => ibp_loss(&self.net, &x, &y, w)?,
-                Method::CrownIbp {
-                    beta_start,
-                    beta_end,
-                } => {
-                    let t = s.ramp_progress(self.step);
-                    let beta = beta_start + (beta_end - beta_start) * t;
-                    crown_ibp_loss(&self.net, &x, &y, w, beta)?
-                }
-                Method::Pgd { steps } => {
-                    let attack = Pgd {
-                        eps: w.eps,
-                        steps,
-                        restarts: 1,
-                        seed: self.config.seed ^ self.step,
-                    };
-                    pgd_loss(&self.net, &x, &y, w, attack)?
-                }
-            };
+            let parts = self.loss(&x, &y, w)?;
             let grads = parts.total.backward()?;
             self.adam.step(&vars, &grads, s.lr(self.step))?;
             let scalars = [
@@ -239,6 +220,30 @@ impl Trainer {
             pgd_error: e[1],
             ibp_verified_error: e[2],
         })
+    }
+
+    /// One batch's loss by the configured method.
+    fn loss(&self, x: &Tensor, y: &Tensor, w: LossWeights) -> Result<LossParts> {
+        match self.config.method {
+            Method::Ibp => ibp_loss(&self.net, x, y, w),
+            Method::CrownIbp {
+                beta_start,
+                beta_end,
+            } => {
+                let t = self.config.schedule.ramp_progress(self.step);
+                let beta = beta_start + (beta_end - beta_start) * t;
+                crown_ibp_loss(&self.net, x, y, w, beta)
+            }
+            Method::Pgd { steps } => {
+                let attack = Pgd {
+                    eps: w.eps,
+                    steps,
+                    restarts: 1,
+                    seed: self.config.seed ^ self.step,
+                };
+                pgd_loss(&self.net, x, y, w, attack)
+            }
+        }
     }
 
     pub fn save_checkpoint(&self, out: &Path) -> Result<()> {

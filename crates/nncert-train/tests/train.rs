@@ -504,3 +504,40 @@ fn table_1_architectures_fit_mnist() {
     let too_small = Net::new(&Architecture::Large, [1, 6, 6], 10, Normalization::MNIST, 0);
     assert!(too_small.is_err());
 }
+
+#[test]
+fn graphs_of_other_shapes_are_refused() {
+    let mut r = StdRng::seed_from_u64(17);
+    let linear = |r: &mut StdRng, o: usize, i: usize| nncert_model::Op::Linear {
+        weight: nncert_model::testing::random_tensor(r, &[o, i], 1.0),
+        bias: Some(nncert_model::testing::random_tensor(r, &[o], 1.0)),
+    };
+    // Two dense layers without a ReLU between, and one with a ReLU after the last.
+    for relus in [[false, false], [true, true]] {
+        let mut g = nncert_model::Graph::with_input("x", vec![1, 1, 4, 4]);
+        let mut id = g
+            .push_reshaped(
+                "flatten",
+                nncert_model::Op::Reshape,
+                vec![0],
+                Some(&[1, 16]),
+            )
+            .unwrap();
+        for (k, relu) in relus.into_iter().enumerate() {
+            id = g
+                .push(
+                    &format!("fc{k}"),
+                    linear(&mut r, 5, if k == 0 { 16 } else { 5 }),
+                    vec![id],
+                )
+                .unwrap();
+            if relu {
+                id = g
+                    .push(&format!("relu{k}"), nncert_model::Op::Relu, vec![id])
+                    .unwrap();
+            }
+        }
+        let err = Net::from_graph(&g).unwrap_err().to_string();
+        assert!(err.contains("one ReLU between"), "{relus:?}: {err}");
+    }
+}
