@@ -75,6 +75,8 @@ fn ibp_bounds_hold_for_sampled_inputs() {
     for seed in 0..3 {
         let net = small_conv_net(seed);
         let g = net.to_graph().unwrap();
+        // Every float32 engine of nncert-exec, beside candle and the f64 reference.
+        let engines = nncert_exec::all_engines(&g).unwrap();
         let x0: Vec<f32> = (0..144).map(|_| r.gen_range(0.0..1.0)).collect();
         let eps = 0.05;
         let t = Tensor::from_vec(x0.clone(), (1, 1, 12, 12), &Device::Cpu).unwrap();
@@ -97,10 +99,14 @@ fn ibp_bounds_hold_for_sampled_inputs() {
             let by_candle = logits(&net, &x, [1, 12, 12]);
             let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             let by_reference = reference_forward(&g, &xd).unwrap();
+            let by_engines: Vec<Vec<f32>> =
+                engines.iter().map(|e| e.run(&g, &x).unwrap()).collect();
             for j in 0..4 {
                 // IBP here runs in float32: a small slack for its rounding.
                 let tol = 1e-4 * (1.0 + lo[j].abs().max(hi[j].abs()));
-                for v in [by_candle[j], by_reference[j] as f32] {
+                let mut values = vec![by_candle[j], by_reference[j] as f32];
+                values.extend(by_engines.iter().map(|y| y[j]));
+                for v in values {
                     assert!(
                         v >= lo[j] - tol && v <= hi[j] + tol,
                         "logit {j} = {v} outside [{}, {}]",
@@ -169,6 +175,8 @@ fn crown_ibp_bounds_hold_and_reduce_to_ibp_at_beta_zero() {
         let y = Tensor::from_vec(labels.clone(), 2, &Device::Cpu).unwrap();
         let eps = 0.03;
         let b = net.ibp(&x, eps).unwrap();
+        let g = net.to_graph().unwrap();
+        let engines = nncert_exec::all_engines(&g).unwrap();
         let m = crown_ibp_margins(&net, &b, &y)
             .unwrap()
             .to_vec2::<f32>()
@@ -188,15 +196,19 @@ fn crown_ibp_bounds_hold_and_reduce_to_ibp_at_beta_zero() {
                         }
                     })
                     .collect();
-                let z = logits(&net, &xs, shape);
-                for t in 0..classes {
-                    let margin = z[yl] - z[t];
-                    let tol = 1e-4 * (1.0 + margin.abs());
-                    assert!(
-                        margin >= m[img][t] - tol,
-                        "margin {margin} below CROWN-IBP's {}",
-                        m[img][t]
-                    );
+                // candle's forward pass and every float32 engine of nncert-exec.
+                let mut outputs = vec![logits(&net, &xs, shape)];
+                outputs.extend(engines.iter().map(|e| e.run(&g, &xs).unwrap()));
+                for z in &outputs {
+                    for t in 0..classes {
+                        let margin = z[yl] - z[t];
+                        let tol = 1e-4 * (1.0 + margin.abs());
+                        assert!(
+                            margin >= m[img][t] - tol,
+                            "margin {margin} below CROWN-IBP's {}",
+                            m[img][t]
+                        );
+                    }
                 }
             }
         }
