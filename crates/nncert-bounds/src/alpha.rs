@@ -4,18 +4,26 @@
 //! range gives a valid relaxation, so every iterate's bound is sound (it is
 //! computed by the same back-substitution, float32 charges included) and
 //! the best per row is kept: α-CROWN is never looser than CROWN, its start.
+//!
+//! β-CROWN (Wang et al. 2021) adds, on a branch-and-bound subdomain, one
+//! multiplier β ≥ 0 per split constraint `g(z) ≤ 0`, optimised jointly with
+//! the slopes: `min f ≥ min (f + β·g)` over any superset of the subdomain,
+//! so every iterate stays sound too.
 
 use crate::interval::Region;
 use crate::ops::activation::{self, Slopes};
 use crate::ops::pool;
-use crate::propagate::{backsubstitute, monotone, NetworkBounds, Trace};
-use crate::{BoundConfig, BoundsError};
-use nncert_model::forward::{run_with, Reference};
+use crate::ops::Gemm64;
+use crate::propagate::{backsubstitute, monotone, NetworkBounds, ReluSplit, Trace};
+use crate::{BoundConfig, BoundsError, Method};
+use nncert_model::forward::run_with;
 use nncert_model::{Graph, NodeId, Op};
 use nncert_spec::Norm;
 use std::collections::HashMap;
 
 const LEARNING_RATE: f64 = 0.1;
+/// β-CROWN's step for the split multipliers (its default lr_beta).
+const BETA_LEARNING_RATE: f64 = 0.05;
 const BETAS: (f64, f64) = (0.9, 0.999);
 
 /// Lower bounds of `spec · y` (`s` rows) with optimised ReLU slopes.
@@ -27,30 +35,110 @@ pub(crate) fn optimise(
     spec: &[f64],
     s: usize,
 ) -> Result<Vec<f64>, BoundsError> {
-    let mut trace = Trace {
+    let start = Trace {
         alphas: initial_slopes(g, nb, s),
-        coeffs: None,
+        ..Trace::default()
     };
+    let (best, _) = ascend(g, nb, region, cfg, spec, s, start, cfg.alpha_iterations)?;
+    Ok(best)
+}
+
+/// α-CROWN's slopes and β-CROWN's split multipliers of one spec row: a
+/// branch-and-bound subdomain hands its own to its children (warm start).
+#[derive(Clone, Debug, Default)]
+pub struct Multipliers {
+    alphas: HashMap<NodeId, Vec<f64>>,
+    betas: HashMap<NodeId, Vec<f64>>,
+}
+
+/// The bound of one spec row over a subdomain with optimised slopes and
+/// split multipliers (with `Method::AlphaCrown`, `alpha_iterations` Adam
+/// steps from `warm`; otherwise CROWN's), and the trace (coefficients per
+/// node) of the iterate that gave it.
+pub(crate) fn optimise_row(
+    g: &Graph,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+    splits: &[ReluSplit],
+    warm: &Multipliers,
+) -> Result<(f64, Trace, Multipliers), BoundsError> {
+    let iterations = match cfg.method {
+        Method::AlphaCrown => cfg.alpha_iterations,
+        _ => 0,
+    };
+    let mut start = Trace {
+        alphas: initial_slopes(g, nb, 1),
+        ..Trace::default()
+    };
+    for (id, a) in start.alphas.iter_mut() {
+        if let Some(w) = warm.alphas.get(id) {
+            a.clone_from(w);
+        }
+    }
+    for sp in splits {
+        let n = nb.nodes[sp.pre].len();
+        let sign = start
+            .split_signs
+            .entry(sp.pre)
+            .or_insert_with(|| vec![0.0; n]);
+        sign[sp.index] = if sp.active { -1.0 } else { 1.0 };
+        let beta = warm.betas.get(&sp.pre).cloned();
+        start
+            .betas
+            .entry(sp.pre)
+            .or_insert_with(|| beta.unwrap_or_else(|| vec![0.0; n]));
+    }
+    let (best, trace) = ascend(g, nb, region, cfg, spec, 1, start, iterations)?;
+    let multipliers = Multipliers {
+        alphas: trace.alphas.clone(),
+        betas: trace.betas.clone(),
+    };
+    Ok((best[0], trace, multipliers))
+}
+
+/// Projected Adam ascent on the slopes and split multipliers of `start`;
+/// the best bound per row, and the trace of the last iterate that raised one.
+#[allow(clippy::too_many_arguments)]
+fn ascend(
+    g: &Graph,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+    s: usize,
+    mut trace: Trace,
+    iterations: usize,
+) -> Result<(Vec<f64>, Trace), BoundsError> {
     let mut best = vec![f64::NEG_INFINITY; s];
-    let mut adam = Adam::default();
-    for step in 0..=cfg.alpha_iterations {
-        let last = step == cfg.alpha_iterations || trace.alphas.is_empty();
-        trace.coeffs = (!last).then(|| vec![None; g.output + 1]);
+    let mut best_trace = None;
+    let (mut adam_alpha, mut adam_beta) = (Adam::new(LEARNING_RATE), Adam::new(BETA_LEARNING_RATE));
+    let free = !(trace.alphas.is_empty() && trace.betas.is_empty());
+    for step in 0..=iterations {
+        trace.coeffs = Some(vec![None; g.output + 1]);
         let lb = match backsubstitute(g, g.output, nb, region, cfg, spec, s, &mut trace) {
             Err(BoundsError::Timeout) if best[0].is_finite() => break,
             r => r?,
         };
+        if best_trace.is_none() || lb.iter().zip(&best).any(|(v, b)| v > b) {
+            best_trace = Some(trace.clone());
+        }
         best.iter_mut().zip(&lb).for_each(|(b, &v)| *b = b.max(v));
         let reached = cfg
             .alpha_stop_above
             .is_some_and(|t| best.iter().all(|&b| b > t));
-        if last || reached {
+        if step == iterations || !free || reached {
             break;
         }
-        let grads = gradient(g, nb, region, &trace, s);
-        adam.ascend(&mut trace.alphas, &grads, |id| leak_range(&g.nodes[id].op));
+        let (ga, gb) = gradient(g, nb, region, &trace, s);
+        adam_alpha.ascend(&mut trace.alphas, &ga, |id| leak_range(&g.nodes[id].op));
+        adam_beta.ascend(&mut trace.betas, &gb, |_| Some((0.0, f64::INFINITY)));
     }
-    Ok(best)
+    Ok((
+        best,
+        best_trace.expect("the first step either bounds or fails"),
+    ))
 }
 
 /// CROWN's adaptive slopes, per row, for every ReLU node with unstable neurons.
@@ -86,17 +174,20 @@ fn leak_range(op: &Op) -> Option<(f64, f64)> {
 /// ∂ bound / ∂ α: for row si and unstable neuron j of ReLU node k taking its
 /// lower line, the coefficient reaching k times the value of k's input in
 /// the relaxed network evaluated at the minimising input (the adjoint of
-/// the back-substitution is that forward evaluation).
+/// the back-substitution is that forward evaluation). ∂ bound / ∂ β: the
+/// constraint's sign times the split neuron's value there.
+type Gradients = HashMap<NodeId, Vec<f64>>;
+
 fn gradient(
     g: &Graph,
     nb: &NetworkBounds,
     region: &Region,
     trace: &Trace,
     s: usize,
-) -> HashMap<NodeId, Vec<f64>> {
+) -> (Gradients, Gradients) {
     let coeffs = trace.coeffs.as_ref().expect("traced back-substitution");
     let values = relaxed_forward(g, nb, region, trace, s);
-    let mut grads = HashMap::new();
+    let mut alpha_grads = HashMap::new();
     for (&id, alphas) in &trace.alphas {
         let x = &nb.nodes[g.nodes[id].inputs[0]];
         let n = x.len();
@@ -110,9 +201,19 @@ fn gradient(
                 }
             }
         }
-        grads.insert(id, grad);
+        alpha_grads.insert(id, grad);
     }
-    grads
+    let mut beta_grads = HashMap::new();
+    for (&pre, betas) in &trace.betas {
+        let sign = &trace.split_signs[&pre];
+        let n = sign.len();
+        let grad = match &values {
+            Some(v) => (0..betas.len()).map(|k| sign[k % n] * v[pre][k]).collect(),
+            None => vec![0.0; betas.len()],
+        };
+        beta_grads.insert(pre, grad);
+    }
+    (alpha_grads, beta_grads)
 }
 
 /// Every node's value (batch of `s`, one per spec row) when the network's
@@ -127,7 +228,7 @@ fn relaxed_forward(
 ) -> Option<Vec<Vec<f64>>> {
     let coeffs = trace.coeffs.as_ref()?;
     let x_star = minimisers(coeffs[g.input].as_ref()?, s, region);
-    run_with(g, &Reference, &x_star, |id, values| {
+    run_with(g, &Gemm64, &x_star, |id, values| {
         let node = &g.nodes[id];
         let a = coeffs.get(id)?.as_ref()?;
         let x = &nb.nodes.get(*node.inputs.first()?)?;
@@ -238,25 +339,33 @@ pub fn ball_minimiser(row: &[f64], center: &[f64], eps: f64, norm: Norm) -> Vec<
     p
 }
 
-/// Adam ascent (Kingma and Ba), projected onto each node's slope range.
-#[derive(Default)]
+/// Adam ascent (Kingma and Ba), projected onto each node's range.
 struct Adam {
+    learning_rate: f64,
     step: i32,
     moments: HashMap<NodeId, (Vec<f64>, Vec<f64>)>,
 }
 
 impl Adam {
+    fn new(learning_rate: f64) -> Self {
+        Adam {
+            learning_rate,
+            step: 0,
+            moments: HashMap::new(),
+        }
+    }
+
     fn ascend(
         &mut self,
         params: &mut HashMap<NodeId, Vec<f64>>,
-        grads: &HashMap<NodeId, Vec<f64>>,
+        grads: &Gradients,
         range: impl Fn(NodeId) -> Option<(f64, f64)>,
     ) {
         self.step += 1;
         let (b1, b2) = BETAS;
         let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
         for (&id, p) in params.iter_mut() {
-            let (lo, hi) = range(id).expect("slopes belong to ReLU nodes");
+            let (lo, hi) = range(id).expect("every parameter has a range");
             let gr = &grads[&id];
             let (m, v) = self
                 .moments
@@ -265,7 +374,7 @@ impl Adam {
             for k in 0..p.len() {
                 m[k] = b1 * m[k] + (1.0 - b1) * gr[k];
                 v[k] = b2 * v[k] + (1.0 - b2) * gr[k] * gr[k];
-                let step = LEARNING_RATE * (m[k] / c1) / ((v[k] / c2).sqrt() + 1e-8);
+                let step = self.learning_rate * (m[k] / c1) / ((v[k] / c2).sqrt() + 1e-8);
                 p[k] = (p[k] + step).clamp(lo, hi);
             }
         }
@@ -275,14 +384,39 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{propagate, Method, Soundness};
+    use crate::{propagate_split, Method, Soundness};
     use nncert_model::testing::random_relu_mlp;
     use nncert_spec::{InputSet, NormBall};
 
-    /// The adjoint (relaxed forward) gradient equals finite differences of the bound.
+    /// The first `k` unstable neurons of the first ReLU, split alternately.
+    fn first_splits(g: &Graph, nb: &NetworkBounds, k: usize) -> Vec<ReluSplit> {
+        let Some(relu) = g.nodes.iter().find(|n| n.op == Op::Relu) else {
+            return Vec::new();
+        };
+        let pre = relu.inputs[0];
+        let x = &nb.nodes[pre];
+        (0..x.len())
+            .filter(|&j| activation::is_unstable(x.lo[j], x.hi[j]))
+            .take(k)
+            .enumerate()
+            .map(|(i, index)| ReluSplit {
+                pre,
+                index,
+                active: i % 2 == 0,
+            })
+            .collect()
+    }
+
+    fn param(t: &mut Trace, beta: bool, id: NodeId, k: usize) -> &mut f64 {
+        let p = if beta { &mut t.betas } else { &mut t.alphas };
+        &mut p.get_mut(&id).expect("a parameter")[k]
+    }
+
+    /// The adjoint (relaxed forward) gradients in the slopes and in the split
+    /// multipliers equal finite differences of the bound.
     #[test]
     fn gradient_matches_finite_differences() {
-        let mut checked = 0;
+        let (mut alphas_checked, mut betas_checked) = (0, 0);
         for seed in 0..8 {
             let g = random_relu_mlp(&[3, 10, 10, 2], seed);
             let set = InputSet::Ball(NormBall {
@@ -291,9 +425,15 @@ mod tests {
                 norm: Norm::Linf,
                 domain: (0.0, 1.0),
             });
-            let cfg = BoundConfig::new(Method::AlphaCrown, Soundness::Real);
+            let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
             let region = Region::of(&set, cfg.soundness);
-            let nb = propagate(&g, &region, &cfg).unwrap();
+            let root = propagate_split(&g, &region, &cfg, &[], None)
+                .unwrap()
+                .unwrap();
+            let splits = first_splits(&g, &root, 2);
+            let Some(nb) = propagate_split(&g, &region, &cfg, &splits, None).unwrap() else {
+                continue;
+            };
             let spec = [1.0, -0.5];
             // The gradient is of the bound concretised at the input (no early
             // concretisation over intermediate intervals, which needs the IBP flag).
@@ -304,33 +444,50 @@ mod tests {
             let bound = |trace: &mut Trace| {
                 backsubstitute(&g, g.output, &nb, &region, &at_input, &spec, 1, trace).unwrap()[0]
             };
-            let mut trace = Trace {
-                alphas: initial_slopes(&g, &nb, 1),
-                coeffs: Some(vec![None; g.output + 1]),
-            };
-            // Move away from CROWN's 0/1 slopes, into the interior.
+            let (_, mut trace, _) = optimise_row(
+                &g,
+                &nb,
+                &region,
+                &cfg,
+                &spec,
+                &splits,
+                &Multipliers::default(),
+            )
+            .unwrap();
+            // Move away from CROWN's 0/1 slopes, into the interior; β > 0.
             trace
                 .alphas
                 .values_mut()
                 .flatten()
                 .for_each(|a| *a = 0.3 + 0.4 * *a);
+            trace.betas.values_mut().flatten().for_each(|b| *b = 0.2);
             let base = bound(&mut trace);
-            let grads = gradient(&g, &nb, &region, &trace, 1);
-            let ids: Vec<NodeId> = trace.alphas.keys().copied().collect();
-            for id in ids {
-                for (k, &an) in grads[&id].iter().enumerate() {
-                    let h = 1e-6;
-                    trace.alphas.get_mut(&id).unwrap()[k] += h;
-                    let fd = (bound(&mut trace) - base) / h;
-                    trace.alphas.get_mut(&id).unwrap()[k] -= h;
-                    assert!(
-                        (fd - an).abs() <= 1e-4 * (1.0 + an.abs()),
-                        "seed {seed} node {id}[{k}]: adjoint {an}, finite difference {fd}"
-                    );
-                    checked += (an != 0.0) as usize;
+            let (grads_alpha, grads_beta) = gradient(&g, &nb, &region, &trace, 1);
+            let mut check = |beta: bool, grads: &Gradients, checked: &mut usize| {
+                for (&id, grad) in grads {
+                    for (k, &an) in grad.iter().enumerate() {
+                        let h = 1e-6;
+                        *param(&mut trace, beta, id, k) += h;
+                        let fd = (bound(&mut trace) - base) / h;
+                        *param(&mut trace, beta, id, k) -= h;
+                        assert!(
+                            (fd - an).abs() <= 1e-4 * (1.0 + an.abs()),
+                            "seed {seed} node {id}[{k}] (beta {beta}): adjoint {an}, finite difference {fd}"
+                        );
+                        *checked += (an != 0.0) as usize;
+                    }
                 }
-            }
+            };
+            check(false, &grads_alpha, &mut alphas_checked);
+            check(true, &grads_beta, &mut betas_checked);
         }
-        assert!(checked > 10, "only {checked} nonzero gradients checked");
+        assert!(
+            alphas_checked > 10,
+            "only {alphas_checked} nonzero α gradients checked"
+        );
+        assert!(
+            betas_checked > 4,
+            "only {betas_checked} nonzero β gradients checked"
+        );
     }
 }

@@ -1,11 +1,12 @@
-//! What ReLU branch and bound needs from one spec row's bound: the CROWN
-//! lower bound, a score per unstable ReLU neuron saying how much the bound
-//! would gain from splitting it, and the input point where the bound is attained.
+//! What ReLU branch and bound needs from one spec row's bound: the lower
+//! bound (CROWN, or α,β-CROWN with optimised slopes and split multipliers),
+//! a score per unstable ReLU neuron saying how much the bound would gain
+//! from splitting it, and the input point where the bound is attained.
 
-use crate::alpha::minimisers;
+use crate::alpha::{minimisers, optimise_row, Multipliers};
 use crate::interval::Region;
 use crate::ops::activation::{self, Slopes};
-use crate::propagate::{backsubstitute, interval_lower, NetworkBounds, ReluSplit, Trace};
+use crate::propagate::{interval_lower, NetworkBounds, ReluSplit};
 use crate::{BoundConfig, BoundsError};
 use nncert_model::{Graph, Op};
 
@@ -16,24 +17,28 @@ pub struct RowBound {
     pub candidates: Vec<(ReluSplit, f64)>,
     /// A minimiser of the bound's linear function over the region.
     pub minimiser: Vec<f64>,
+    /// The optimised slopes and multipliers, for the children's warm start.
+    pub multipliers: Multipliers,
 }
 
-/// CROWN's bound of one spec row, with the branching scores of BaBSR's
-/// intercept heuristic (Bunel et al. 2020): |a_j|·(−l_j·u_j)/(u_j − l_j),
-/// the coefficient reaching neuron j times its upper line's intercept, the
-/// slack that splitting j removes from the bound.
+/// The bound of one spec row over a subdomain (`nb` bounded with `splits`
+/// clamped), with the branching scores of BaBSR's intercept heuristic
+/// (Bunel et al. 2020): |a_j|·(−l_j·u_j)/(u_j − l_j), the coefficient
+/// reaching neuron j times its upper line's intercept, the slack that
+/// splitting j removes from the bound. With `Method::AlphaCrown` the slopes
+/// and the splits' β multipliers are optimised from `warm` (β-CROWN,
+/// `alpha_iterations` steps, stopping above `alpha_stop_above`); otherwise
+/// the bound is CROWN's.
 pub fn bound_for_branching(
     g: &Graph,
     nb: &NetworkBounds,
     region: &Region,
     cfg: &BoundConfig,
     spec: &[f64],
+    splits: &[ReluSplit],
+    warm: &Multipliers,
 ) -> Result<RowBound, BoundsError> {
-    let mut trace = Trace {
-        coeffs: Some(vec![None; g.output + 1]),
-        ..Trace::default()
-    };
-    let crown = backsubstitute(g, g.output, nb, region, cfg, spec, 1, &mut trace)?[0];
+    let (crown, trace, multipliers) = optimise_row(g, nb, region, cfg, spec, splits, warm)?;
     let ibp = interval_lower(&nb.nodes[g.output], spec, 1, cfg.soundness)[0];
     let coeffs = trace.coeffs.expect("traced");
     let mut candidates = Vec::new();
@@ -72,5 +77,6 @@ pub fn bound_for_branching(
         },
         candidates,
         minimiser,
+        multipliers,
     })
 }

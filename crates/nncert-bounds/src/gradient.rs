@@ -5,8 +5,10 @@
 //! are the gradient (a subgradient at ReLU kinks).
 
 use crate::interval::{Interval, Region};
-use crate::propagate::{backsubstitute, propagate, Trace};
+use crate::ops::Gemm64;
+use crate::propagate::{backsubstitute, NetworkBounds, Trace};
 use crate::{BoundConfig, BoundsError, Method, Soundness};
+use nncert_model::forward::run_all;
 use nncert_model::Graph;
 
 /// `spec · y(x)` per row (`rows` rows) and its gradient `[rows, n]` in x.
@@ -23,8 +25,22 @@ pub fn spec_gradient(
         },
         ball: None,
     };
-    // On a point, intervals are the f64 forward pass: nothing to refine.
-    let nb = propagate(g, &region, &BoundConfig::new(Method::Ibp, Soundness::Real))?;
+    // On a point, the intervals are the f64 forward pass.
+    let forward = run_all(g, &Gemm64, x).map_err(|_| BoundsError::Dimension {
+        got: x.len(),
+        expected: g.input_len(),
+    })?;
+    let nb = NetworkBounds {
+        nodes: forward
+            .into_iter()
+            .map(|v| Interval {
+                lo: v.clone(),
+                hi: v,
+            })
+            .collect(),
+        err: vec![Vec::new(); g.nodes.len()],
+        symbolic_output: None,
+    };
     let y = &nb.nodes[g.output].lo;
     let values = spec
         .chunks(y.len())

@@ -18,7 +18,7 @@ pub mod radius;
 mod robustness;
 mod symbolic;
 
-pub use alpha::ball_minimiser;
+pub use alpha::{ball_minimiser, Multipliers};
 pub use branching::{bound_for_branching, RowBound};
 pub use fp::Soundness;
 pub use gradient::spec_gradient;

@@ -25,12 +25,20 @@ pub struct NetworkBounds {
 
 type Result<T> = std::result::Result<T, BoundsError>;
 
-/// What α-CROWN adds to a back-substitution: its lower ReLU slopes, and a
-/// record of the coefficients that reach each node (for the gradient).
-#[derive(Default)]
+/// What α- and β-CROWN add to a back-substitution: lower ReLU slopes,
+/// multipliers of branch-and-bound split constraints, and a record of the
+/// coefficients that reach each node (for the gradient).
+#[derive(Clone, Default)]
 pub(crate) struct Trace {
     /// Per ReLU node, lower slopes `[s, n]` of its unstable neurons.
     pub alphas: HashMap<NodeId, Vec<f64>>,
+    /// Per split ReLU input node, the multipliers β ≥ 0 `[s, n]` of its split
+    /// constraints (β-CROWN, Wang et al. 2021): `β·g(z)` with `g ≤ 0` on the
+    /// subdomain is added to the objective, which lowers nothing there.
+    pub betas: HashMap<NodeId, Vec<f64>>,
+    /// Per split ReLU input node and neuron, the sign of z in its constraint
+    /// `g(z) = sign·z ≤ 0`: −1 for z ≥ 0 (active), +1 for z ≤ 0, 0 unsplit.
+    pub split_signs: HashMap<NodeId, Vec<f64>>,
     /// When `Some`, filled per node with the coefficients `[s, n]` reaching it.
     pub coeffs: Option<Vec<Option<Vec<f64>>>>,
 }
@@ -52,7 +60,8 @@ fn slopes(cfg: &BoundConfig) -> Slopes {
     }
 }
 
-/// The interval of node `id` from its inputs' bounds, and its error radius.
+/// The interval of node `id` from its inputs' bounds, and (float32 mode)
+/// its error radius.
 fn interval_of(
     g: &Graph,
     id: NodeId,
@@ -63,6 +72,9 @@ fn interval_of(
     let x = |k: usize| &b[node.inputs[k]];
     let in_shape = |k: usize| g.nodes[node.inputs[k]].shape.as_slice();
     let exact = |i: Interval| (i, Vec::new());
+    // The error radius only matters, and is only computed, in float32 mode.
+    let sound = cfg.soundness == Soundness::Float32;
+    let err = |radius: &dyn Fn() -> Vec<f64>| if sound { radius() } else { Vec::new() };
     Ok(match &node.op {
         Op::Input => unreachable!("the region gives the input"),
         Op::Constant(t) => exact(Interval {
@@ -71,34 +83,37 @@ fn interval_of(
         }),
         Op::Linear { weight, bias } => (
             linear::interval(weight, bias.as_ref(), x(0)),
-            linear::error_radius(weight, bias.as_ref(), x(0)),
+            err(&|| linear::error_radius(weight, bias.as_ref(), x(0))),
         ),
         Op::Conv2d { .. } => {
             let c = ConvCall::of(g, id).expect("conv");
-            (conv::interval(&c, x(0)), conv::error_radius(&c, x(0)))
+            (
+                conv::interval(&c, x(0)),
+                err(&|| conv::error_radius(&c, x(0))),
+            )
         }
         Op::Affine { scale, shift } => (
             elementwise::affine_interval(x(0), scale.as_ref(), shift.as_ref()),
-            elementwise::affine_error_radius(x(0), scale.as_ref(), shift.as_ref()),
+            err(&|| elementwise::affine_error_radius(x(0), scale.as_ref(), shift.as_ref())),
         ),
         Op::Binary(kind @ (BinaryKind::Add | BinaryKind::Sub)) if in_shape(0) == in_shape(1) => {
             let sign = if *kind == BinaryKind::Add { 1.0 } else { -1.0 };
             (
                 elementwise::sum_interval(x(0), x(1), sign),
-                elementwise::sum_error_radius(x(0), x(1)),
+                err(&|| elementwise::sum_error_radius(x(0), x(1))),
             )
         }
         Op::Relu => (
             activation::interval(x(0), 0.0),
-            activation::error_radius(x(0), 0.0),
+            err(&|| activation::error_radius(x(0), 0.0)),
         ),
         Op::LeakyRelu { alpha } => (
             activation::interval(x(0), *alpha as f64),
-            activation::error_radius(x(0), *alpha as f64),
+            err(&|| activation::error_radius(x(0), *alpha as f64)),
         ),
         op @ (Op::Sigmoid | Op::Tanh | Op::Atan) => {
             let y = activation::monotone_interval(x(0), monotone(op));
-            let e = activation::monotone_error_radius(&y);
+            let e = err(&|| activation::monotone_error_radius(&y));
             (y, e)
         }
         Op::MaxPool2d { window } => exact(pool::max_interval(x(0), in_shape(0), window)),
@@ -107,7 +122,7 @@ fn interval_of(
             count_include_pad,
         } => (
             pool::avg_interval(x(0), in_shape(0), window, *count_include_pad),
-            pool::avg_error_radius(x(0), in_shape(0), window, *count_include_pad),
+            err(&|| pool::avg_error_radius(x(0), in_shape(0), window, *count_include_pad)),
         ),
         Op::Reshape => exact(x(0).clone()),
         Op::Transpose { perm } => exact(shape::gather_interval(
@@ -140,7 +155,7 @@ fn interval_of(
             let (scale, shift) = elementwise::batchnorm_affine(p, *epsilon, &node.shape);
             (
                 elementwise::affine64_interval(x(0), &scale, &shift),
-                elementwise::batchnorm_error_radius(x(0), p, *epsilon, &node.shape),
+                err(&|| elementwise::batchnorm_error_radius(x(0), p, *epsilon, &node.shape)),
             )
         }
         Op::Binary(_) => {
@@ -265,11 +280,6 @@ pub fn propagate_split(
             continue;
         }
         let (mut iv, err) = interval_of(g, id, &nb.nodes, cfg)?;
-        let err = if cfg.soundness == Soundness::Float32 {
-            err
-        } else {
-            Vec::new()
-        };
         if !err.is_empty() {
             iv = iv.widened(&err);
         }
@@ -597,7 +607,13 @@ pub(crate) fn backsubstitute(
                     0.0
                 };
                 let lower = trace.alphas.get(&id).map(Vec::as_slice);
-                let (a_in, c) = activation::backward(&a, s, x(0), alpha, slopes(cfg), lower);
+                let (mut a_in, c) = activation::backward(&a, s, x(0), alpha, slopes(cfg), lower);
+                let pre = node.inputs[0];
+                if let (Some(b), Some(sign)) = (trace.betas.get(&pre), trace.split_signs.get(&pre))
+                {
+                    let pen = add_split_terms(&mut a_in, b, sign, x(0), sound);
+                    add_const(&mut cst, &mut cabs, &pen);
+                }
                 add_const(&mut cst, &mut cabs, &c);
                 pass(&mut acc, 0, a_in);
             }
@@ -678,6 +694,36 @@ pub(crate) fn backsubstitute(
             v.max(early[si])
         })
         .collect())
+}
+
+/// β-CROWN: adds `β·sign` to the coefficients `[s, n]` reaching a split
+/// ReLU's input `z` (interval `x`). In sound mode each such addition rounds
+/// by at most 2u₆₄ of its result, so `−2u₆₄·|c|·max|z|` per row is returned
+/// as the constant that covers it (zero in real mode).
+fn add_split_terms(
+    a: &mut [f64],
+    beta: &[f64],
+    sign: &[f64],
+    x: &Interval,
+    sound: bool,
+) -> Vec<f64> {
+    let n = sign.len();
+    a.chunks_mut(n)
+        .zip(beta.chunks(n))
+        .map(|(row, b)| {
+            let mut pen = 0.0;
+            for j in (0..n).filter(|&j| sign[j] != 0.0) {
+                row[j] += b[j] * sign[j];
+                pen += 2.0 * U64 * row[j].abs() * x.lo[j].abs().max(x.hi[j].abs());
+            }
+            if sound {
+                // 2⁻³⁰ covers the rounding of this sum (< 10⁶ terms), as in `dot_abs`.
+                -pen * (1.0 + 1.0 / (1u64 << 30) as f64)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Midway through back-substitution, `spec · y ≥ Σ_k acc_k · z_k + cst (+

@@ -60,23 +60,28 @@ impl<'a> ConvCall<'a> {
     /// the direct convolution.
     pub fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (oc, oh, ow) = self.out_chw;
+        let (_, h, w) = self.in_chw;
         let [_, icg, kh, kw] = self.weight.shape[..] else {
             unreachable!("conv weight is 4-D")
         };
+        // Per output pixel, its taps inside the input: (ky·kw + kx, offset in a channel).
+        let taps: Vec<Vec<(usize, usize)>> = (0..oh * ow)
+            .map(|p| {
+                let (oy, ox) = (p / ow, p % ow);
+                (0..kh * kw)
+                    .filter_map(|k| Some((k, self.input_index(0, k / kw, k % kw, oy, ox)?)))
+                    .collect()
+            })
+            .collect();
         let ocg = oc / self.groups;
         for o in 0..oc {
             let g = o / ocg;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let out = (o * oh + oy) * ow + ox;
-                    for icl in 0..icg {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                if let Some(i) = self.input_index(g * icg + icl, ky, kx, oy, ox) {
-                                    f(out, i, ((o * icg + icl) * kh + ky) * kw + kx);
-                                }
-                            }
-                        }
+            for (p, pixel_taps) in taps.iter().enumerate() {
+                let out = o * oh * ow + p;
+                for icl in 0..icg {
+                    let (channel, kernel) = ((g * icg + icl) * h * w, (o * icg + icl) * kh * kw);
+                    for &(k, offset) in pixel_taps {
+                        f(out, channel + offset, kernel + k);
                     }
                 }
             }

@@ -16,7 +16,7 @@ pub enum BinaryKind {
 }
 
 /// Geometry of a 2-D convolution or pooling window over a `[1, C, H, W]` or `[C, H, W]` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Window2d {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],

@@ -1,26 +1,30 @@
 //! Branch and bound on ReLU neurons for one linear property `spec · y > rhs`.
 //!
 //! A subdomain is the input region plus a set of ReLU splits (neuron ≥ 0 or
-//! ≤ 0). Its bound is CROWN over the region with every split neuron's
-//! interval clamped at 0 (`propagate_split`): sound, since each subdomain's
-//! inputs lie in the region and satisfy its splits, and the two children of
-//! a split cover their parent. Children reuse the parent's bounds of every
-//! node up to the split one. A subdomain is closed when its bound exceeds
-//! `rhs`; otherwise the input point where its bound is attained is tried as
-//! a counterexample (re-executed on every engine) and the neuron with the
-//! best BaBSR score is split. Depth first, so memory stays proportional to
-//! depth; a cap on the stored bounds and the deadline end the search early.
+//! ≤ 0). Its intermediate bounds are CROWN's over the region with every
+//! split neuron's interval clamped at 0 (`propagate_split`): sound, since
+//! each subdomain's inputs lie in the region and satisfy its splits, and
+//! the two children of a split cover their parent. Children reuse the
+//! parent's bounds of every node up to the split one. The output bound is
+//! CROWN's, or with `Method::AlphaCrown` β-CROWN's: slopes and one
+//! Lagrange multiplier per split constraint optimised from the parent's
+//! values, which imposes the splits on the input too. A subdomain is closed
+//! when its bound exceeds `rhs`; otherwise the input point where its bound
+//! is attained is tried as a counterexample (re-executed on every engine)
+//! and the neuron with the best BaBSR score is split. Depth first, so
+//! memory stays proportional to depth; a cap on the stored bounds and the
+//! deadline end the search early.
 //!
-//! The split constraints clamp intervals but are not imposed on the input
-//! (no β-CROWN multipliers, no LP), so a subdomain with every neuron split
-//! may stay open: the search then answers `Unknown`, never `Proved`.
+//! Gradient ascent need not reach the optimal multipliers, so a subdomain
+//! with every neuron split may stay open: the search then answers
+//! `Unknown`, never `Proved`.
 
 use crate::attack::descend_from;
 use crate::witness::f32_point_inside;
 use crate::{Models, Outcome, Result};
 use nncert_bounds::{
-    bound_for_branching, propagate_split, BoundConfig, BoundsError, NetworkBounds, Region,
-    ReluSplit,
+    bound_for_branching, propagate_split, BoundConfig, BoundsError, Multipliers, NetworkBounds,
+    Region, ReluSplit,
 };
 use nncert_model::Deadline;
 use nncert_spec::{InputSet, Property};
@@ -30,7 +34,8 @@ const GUIDED_STEPS: usize = 10;
 
 #[derive(Clone, Copy, Debug)]
 pub struct BabConfig {
-    /// Bounds per subdomain (CROWN; its `deadline` is the search's).
+    /// Bounds per subdomain (CROWN, or β-CROWN with `Method::AlphaCrown`;
+    /// its `deadline` is the search's).
     pub bounds: BoundConfig,
     /// Most f64 values the queued subdomains' bounds may hold (memory cap).
     pub max_stored_values: usize,
@@ -56,6 +61,8 @@ struct Subdomain {
     bounds: NetworkBounds,
     /// The parent's bound, valid here too (CROWN's own may come out lower).
     inherited: f64,
+    /// The parent's optimised slopes and multipliers (warm start).
+    warm: Multipliers,
 }
 
 fn stored_values(nb: &NetworkBounds) -> usize {
@@ -94,6 +101,10 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
     let g = m.bounded;
     let candidates_box = set.bounding_box();
     let deadline: Deadline = cfg.bounds.deadline;
+    let row_cfg = BoundConfig {
+        alpha_stop_above: Some(rhs),
+        ..cfg.bounds
+    };
     let Some(root) = propagate_split(g, region, &cfg.bounds, &[], None)? else {
         return Ok(Outcome::Proved);
     };
@@ -102,6 +113,7 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
         splits: Vec::new(),
         bounds: root,
         inherited: f64::NEG_INFINITY,
+        warm: Multipliers::default(),
     }];
     let mut open_leaf = false;
     while let Some(sub) = stack.pop() {
@@ -109,7 +121,15 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
         if deadline.expired() {
             return Ok(Outcome::Timeout);
         }
-        let rb = bound_for_branching(g, &sub.bounds, region, &cfg.bounds, spec)?;
+        let rb = bound_for_branching(
+            g,
+            &sub.bounds,
+            region,
+            &row_cfg,
+            spec,
+            &sub.splits,
+            &sub.warm,
+        )?;
         stats.subdomains += 1;
         let lower = rb.lower.max(sub.inherited);
         if lower > rhs {
@@ -140,6 +160,7 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
                     splits,
                     bounds,
                     inherited: lower,
+                    warm: rb.multipliers.clone(),
                 });
             }
         }

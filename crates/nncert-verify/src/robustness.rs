@@ -279,7 +279,7 @@ fn branch_and_bound(
     result: &mut LabelResult,
 ) -> Result<Outcome> {
     let crown = BoundConfig {
-        method: Method::Crown,
+        method: Method::AlphaCrown,
         deadline,
         ..cfg.bounds
     };

@@ -5,6 +5,10 @@
 use crate::fp::affine_error;
 use crate::interval::Interval;
 use nncert_model::forward::ConvCall;
+use nncert_model::Window2d;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 fn kernel(c: &ConvCall) -> (usize, usize, usize) {
     let [_, icg, kh, kw] = c.weight.shape[..] else {
@@ -115,9 +119,61 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     (a_in, cst)
 }
 
+/// The convolution of `n` inputs in f64 by im2col and GEMM (no rounding
+/// contract: for gradients and relaxed evaluations, not for bounds).
+pub(crate) fn forward(c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
+    let (ic, ih, iw) = c.in_chw;
+    let (oc, oh, ow) = c.out_chw;
+    let (icg, kh, kw) = kernel(c);
+    let (p, k, ocg, in_len, out_n) = (
+        oh * ow,
+        icg * kh * kw,
+        oc / c.groups,
+        ic * ih * iw,
+        oc * oh * ow,
+    );
+    let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
+    let mut y: Vec<f64> = (0..n * out_n).map(|o| bias_of(c, o % out_n)).collect();
+    let mut cols = vec![0.0; k * p];
+    for g in 0..c.groups {
+        let taps = tap_table(c, g);
+        for (xs, ys) in x.chunks(in_len).zip(y.chunks_mut(out_n)) {
+            for (col, &i) in cols.iter_mut().zip(taps.iter()) {
+                *col = if i == usize::MAX { 0.0 } else { xs[i] };
+            }
+            let out = &mut ys[g * ocg * p..];
+            super::dgemm(ocg, k, p, &w[g * ocg * k..], k, 1, &cols, p, 1, out, p);
+        }
+    }
+    y
+}
+
 /// Input index of each (kernel tap, output position) of group `g`,
-/// `[icg·kh·kw, oh·ow]`, usize::MAX where the tap reads padding.
-pub(crate) fn tap_table(c: &ConvCall, g: usize) -> Vec<usize> {
+/// `[icg·kh·kw, oh·ow]`, usize::MAX where the tap reads padding. Cached per
+/// thread by geometry: branch and bound asks for the same tables thousands
+/// of times.
+pub(crate) fn tap_table(c: &ConvCall, g: usize) -> Rc<Vec<usize>> {
+    type Geometry = (
+        (usize, usize, usize),
+        (usize, usize, usize),
+        [usize; 4],
+        Window2d,
+        usize,
+    );
+    thread_local! {
+        static TABLES: RefCell<HashMap<Geometry, Rc<Vec<usize>>>> = RefCell::new(HashMap::new());
+    }
+    let (icg, kh, kw) = kernel(c);
+    let key = (c.in_chw, c.out_chw, [icg, kh, kw, c.groups], c.window, g);
+    TABLES.with(|t| {
+        t.borrow_mut()
+            .entry(key)
+            .or_insert_with(|| Rc::new(build_tap_table(c, g)))
+            .clone()
+    })
+}
+
+fn build_tap_table(c: &ConvCall, g: usize) -> Vec<usize> {
     let (_, oh, ow) = c.out_chw;
     let (icg, kh, kw) = kernel(c);
     let p = oh * ow;

@@ -56,12 +56,53 @@ pub fn error_radius(w: &Tensor, b: Option<&Tensor>, x: &Interval) -> Vec<f64> {
     e
 }
 
+/// Up to this many rows, products with W loop over its f32 entries directly:
+/// converting W to f64 and packing it for a GEMM costs more than they do.
+const DIRECT_ROWS: usize = 4;
+
+/// `rows` rows of `x·Wᵀ + b` in f64 (no rounding contract: for gradients
+/// and relaxed evaluations, not for bounds).
+pub(crate) fn forward(w: &Tensor, b: Option<&Tensor>, x: &[f64], rows: usize) -> Vec<f64> {
+    let (out, inp) = (w.shape[0], w.shape[1]);
+    let mut y: Vec<f64> = (0..rows * out)
+        .map(|k| b.map_or(0.0, |b| b.data[k % out] as f64))
+        .collect();
+    if rows <= DIRECT_ROWS {
+        for (xr, yr) in x.chunks(inp).zip(y.chunks_mut(out)) {
+            for (yo, wo) in yr.iter_mut().zip(w.data.chunks(inp)) {
+                *yo += wo
+                    .iter()
+                    .zip(xr)
+                    .map(|(&wi, &xi)| wi as f64 * xi)
+                    .sum::<f64>();
+            }
+        }
+        return y;
+    }
+    let wf: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
+    super::dgemm(rows, inp, out, x, inp, 1, &wf, 1, inp, &mut y, out);
+    y
+}
+
 /// `a_in = a·W` per row block, constant `a·b`.
 pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let (out, inp) = (w.shape[0], w.shape[1]);
     let rows = a.len() / (s * out);
-    let wf: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
     let mut a_in = vec![0.0; s * rows * inp];
+    if s * rows <= DIRECT_ROWS {
+        for (ar, out_row) in a.chunks(out).zip(a_in.chunks_mut(inp)) {
+            for (&c, wo) in ar.iter().zip(w.data.chunks(inp)) {
+                if c != 0.0 {
+                    out_row
+                        .iter_mut()
+                        .zip(wo)
+                        .for_each(|(v, &wi)| *v += c * wi as f64);
+                }
+            }
+        }
+        return (a_in, constant(b, a, s));
+    }
+    let wf: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
     for r in 0..rows {
         super::dgemm(
             s,
@@ -77,16 +118,22 @@ pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64
             rows * inp,
         );
     }
-    let cst = (0..s)
+    (a_in, constant(b, a, s))
+}
+
+/// Per spec row, `a·b` over every row block.
+fn constant(b: Option<&Tensor>, a: &[f64], s: usize) -> Vec<f64> {
+    let per_row = a.len() / s;
+    (0..s)
         .map(|si| {
             b.map_or(0.0, |b| {
-                a[si * rows * out..][..rows * out]
+                let out = b.data.len();
+                a[si * per_row..][..per_row]
                     .iter()
                     .enumerate()
                     .map(|(j, v)| v * b.data[j % out] as f64)
                     .sum()
             })
         })
-        .collect();
-    (a_in, cst)
+        .collect()
 }

@@ -176,7 +176,11 @@ fn prove_case(
         if let Some(ce) = pgd(m, p, &case.input, &c.coeffs, c.rhs, &pgd_cfg, cfg.deadline)? {
             return Ok(Outcome::Counterexample(ce));
         }
-        let bab = BabConfig::new(*cfg);
+        // β-CROWN: slopes and split multipliers optimised per subdomain.
+        let bab = BabConfig::new(BoundConfig {
+            method: Method::AlphaCrown,
+            ..*cfg
+        });
         let row = RowProblem {
             property: p,
             region: &region,
