@@ -10,10 +10,12 @@
 //! Lagrange multiplier per split constraint optimised from the parent's
 //! values, which imposes the splits on the input too. A subdomain is closed
 //! when its bound exceeds `rhs`; otherwise the input point where its bound
-//! is attained is tried as a counterexample (re-executed on every engine)
-//! and the neuron with the best BaBSR score is split. Depth first, so
-//! memory stays proportional to depth; a cap on the stored bounds and the
-//! deadline end the search early.
+//! is attained, and a short descent from it, are tried as counterexamples
+//! (re-executed on every engine) and the subdomain is queued, to have the
+//! neuron with the best BaBSR score split. The lowest bound is split first
+//! (on the first 1000 relu_stable MNIST images this found a counterexample
+//! in 0.2 s that depth-first search missed in 5 s); a cap on the stored
+//! bounds and the deadline end the search early.
 //!
 //! Gradient ascent need not reach the optimal multipliers, so a subdomain
 //! with every neuron split may stay open: the search then answers
@@ -21,13 +23,13 @@
 
 use crate::attack::descend_from;
 use crate::witness::f32_point_inside;
-use crate::{Models, Outcome, Result};
+use crate::{Counterexample, Models, Outcome, Result};
 use nncert_bounds::{
     bound_for_branching, propagate_split, BoundConfig, BoundsError, Multipliers, NetworkBounds,
     Region, ReluSplit,
 };
-use nncert_model::Deadline;
 use nncert_spec::{InputSet, Property};
+use std::collections::BinaryHeap;
 
 /// PGD steps from each open subdomain's bound minimiser.
 const GUIDED_STEPS: usize = 10;
@@ -56,14 +58,37 @@ pub struct BabStats {
     pub subdomains: usize,
 }
 
+/// An open subdomain: its splits, bounds, lower bound, the neuron to split
+/// next, and its optimised slopes and multipliers (the children's warm start).
 struct Subdomain {
     splits: Vec<ReluSplit>,
     bounds: NetworkBounds,
-    /// The parent's bound, valid here too (CROWN's own may come out lower).
-    inherited: f64,
-    /// The parent's optimised slopes and multipliers (warm start).
+    lower: f64,
+    branch: Option<ReluSplit>,
     warm: Multipliers,
 }
+
+/// Lowest bound first: the subdomain most likely to hold a counterexample,
+/// and the one that most needs splitting.
+impl Ord for Subdomain {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.lower.total_cmp(&self.lower)
+    }
+}
+
+impl PartialOrd for Subdomain {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Subdomain {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Subdomain {}
 
 fn stored_values(nb: &NetworkBounds) -> usize {
     nb.nodes.iter().map(|iv| 2 * iv.len()).sum::<usize>()
@@ -91,77 +116,45 @@ pub fn prove_row(m: &Models, q: &RowProblem, cfg: &BabConfig) -> Result<(Outcome
 }
 
 fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> Result<Outcome> {
-    let RowProblem {
-        property: p,
-        region,
-        set,
-        spec,
-        rhs,
-    } = *q;
     let g = m.bounded;
-    let candidates_box = set.bounding_box();
-    let deadline: Deadline = cfg.bounds.deadline;
-    let row_cfg = BoundConfig {
-        alpha_stop_above: Some(rhs),
-        ..cfg.bounds
-    };
-    let Some(root) = propagate_split(g, region, &cfg.bounds, &[], None)? else {
+    let Some(root) = propagate_split(g, q.region, &cfg.bounds, &[], None)? else {
         return Ok(Outcome::Proved);
     };
-    let mut stored = stored_values(&root);
-    let mut stack = vec![Subdomain {
-        splits: Vec::new(),
-        bounds: root,
-        inherited: f64::NEG_INFINITY,
-        warm: Multipliers::default(),
-    }];
+    let mut queue = BinaryHeap::new();
+    let mut stored = 0;
+    let start = (Vec::new(), root, f64::NEG_INFINITY);
+    match examine(m, q, cfg, start, &Multipliers::default(), stats)? {
+        Examined::Closed => return Ok(Outcome::Proved),
+        Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
+        Examined::Open(sub) => {
+            stored += stored_values(&sub.bounds);
+            queue.push(*sub);
+        }
+    }
     let mut open_leaf = false;
-    while let Some(sub) = stack.pop() {
+    while let Some(sub) = queue.pop() {
         stored -= stored_values(&sub.bounds);
-        if deadline.expired() {
+        if cfg.bounds.deadline.expired() {
             return Ok(Outcome::Timeout);
         }
-        let rb = bound_for_branching(
-            g,
-            &sub.bounds,
-            region,
-            &row_cfg,
-            spec,
-            &sub.splits,
-            &sub.warm,
-        )?;
-        stats.subdomains += 1;
-        let lower = rb.lower.max(sub.inherited);
-        if lower > rhs {
-            continue;
-        }
-        // The bound's minimiser, then a short descent from it (bound-guided points).
-        if let Some(x) = f32_point_inside(&rb.minimiser, &candidates_box) {
-            if let Some(ce) = m.confirm(p, &[x])? {
-                return Ok(Outcome::Counterexample(ce));
-            }
-        }
-        let start = rb.minimiser.clone();
-        if let Some(ce) = descend_from(m, p, set, spec, rhs, start, GUIDED_STEPS, deadline)? {
-            return Ok(Outcome::Counterexample(ce));
-        }
-        let Some(&(split, _)) = rb.candidates.first() else {
+        let Some(split) = sub.branch else {
             open_leaf = true;
             continue;
         };
-        // Inactive pushed first: the active child (usually the harder) is explored first.
         for active in [false, true] {
             let mut splits = sub.splits.clone();
             splits.push(ReluSplit { active, ..split });
             let resume = Some((&sub.bounds, split.pre));
-            if let Some(bounds) = propagate_split(g, region, &cfg.bounds, &splits, resume)? {
-                stored += stored_values(&bounds);
-                stack.push(Subdomain {
-                    splits,
-                    bounds,
-                    inherited: lower,
-                    warm: rb.multipliers.clone(),
-                });
+            let Some(bounds) = propagate_split(g, q.region, &cfg.bounds, &splits, resume)? else {
+                continue;
+            };
+            match examine(m, q, cfg, (splits, bounds, sub.lower), &sub.warm, stats)? {
+                Examined::Closed => {}
+                Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
+                Examined::Open(child) => {
+                    stored += stored_values(&child.bounds);
+                    queue.push(*child);
+                }
             }
         }
         if stored > cfg.max_stored_values {
@@ -173,4 +166,62 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
     } else {
         Outcome::Proved
     })
+}
+
+enum Examined {
+    /// The bound proves the row on the subdomain.
+    Closed,
+    Refuted(Counterexample),
+    Open(Box<Subdomain>),
+}
+
+/// Bounds one subdomain (its splits, bounds and its parent's lower bound,
+/// valid here too) and, if that does not close it, tries the bound's
+/// minimiser and a short descent from it as counterexamples.
+fn examine(
+    m: &Models,
+    q: &RowProblem,
+    cfg: &BabConfig,
+    (splits, bounds, inherited): (Vec<ReluSplit>, NetworkBounds, f64),
+    warm: &Multipliers,
+    stats: &mut BabStats,
+) -> Result<Examined> {
+    let row_cfg = BoundConfig {
+        alpha_stop_above: Some(q.rhs),
+        ..cfg.bounds
+    };
+    let rb = bound_for_branching(
+        m.bounded, &bounds, q.region, &row_cfg, q.spec, &splits, warm,
+    )?;
+    stats.subdomains += 1;
+    let lower = rb.lower.max(inherited);
+    if lower > q.rhs {
+        return Ok(Examined::Closed);
+    }
+    if let Some(x) = f32_point_inside(&rb.minimiser, &q.set.bounding_box()) {
+        if let Some(ce) = m.confirm(q.property, &[x])? {
+            return Ok(Examined::Refuted(ce));
+        }
+    }
+    let deadline = cfg.bounds.deadline;
+    let start = rb.minimiser;
+    if let Some(ce) = descend_from(
+        m,
+        q.property,
+        q.set,
+        q.spec,
+        q.rhs,
+        start,
+        GUIDED_STEPS,
+        deadline,
+    )? {
+        return Ok(Examined::Refuted(ce));
+    }
+    Ok(Examined::Open(Box::new(Subdomain {
+        splits,
+        bounds,
+        lower,
+        branch: rb.candidates.first().map(|&(split, _)| split),
+        warm: rb.multipliers,
+    })))
 }
