@@ -435,7 +435,27 @@ fn certify_user_errors() {
             "invalid value 'magic'",
         ),
         (vec!["certify", "--model", "/no/model.onnx"], "no such file"),
+        (vec!["certify", "--jobs", "0"], "at least one"),
     ]);
+}
+
+/// Several jobs give the same images, in index order, with the same verdicts
+/// and margins as one.
+#[test]
+fn certify_jobs_change_nothing_but_time() {
+    let one = certify_json(&["--count", "10", "--start", "5"]);
+    let three = certify_json(&["--count", "10", "--start", "5", "--jobs", "3"]);
+    let (a, b) = (
+        one["images"].as_array().unwrap(),
+        three["images"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 10);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        for key in ["index", "label", "predicted", "verdict", "margins"] {
+            assert_eq!(x[key], y[key], "{key}");
+        }
+    }
 }
 
 #[test]
