@@ -8,6 +8,10 @@ arithmetic, plain CROWN: what auto_LiRPA computes). Prints a JSON line per
 model: bound agreement (max relative difference over all margins), per-image
 times, and nncert's default (sound, IBP-intersected) certified count and time. Run it through
 bench/autolirpa_compare.sh, which builds the venv.
+
+With --vnnlib SPEC... (instead of --mnist) each spec's input box and output
+constraints come from `nncert bounds` (VNN-COMP instances, e.g. oval21), and
+both tools bound every constraint of every unsafe term.
 """
 import argparse, gzip, json, os, struct, subprocess, sys, time
 
@@ -105,17 +109,80 @@ def lirpa_margins(net, x, labels, eps, method, alpha_iterations, dtype=torch.flo
     return margins, times
 
 
+def onnx_input_shape(path):
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    return [max(d.dim_value, 1) for d in dims][1:]
+
+
+def lirpa_box_bounds(net, shape, lo, hi, C, dtype):
+    """CROWN lower bounds of the rows of C over the box [lo, hi], and the time taken."""
+    net = net.to(dtype)
+    model = BoundedModule(net, torch.zeros(1, *shape, dtype=dtype), device="cpu", verbose=False)
+    x_L = torch.tensor(lo, dtype=dtype).reshape(1, *shape)
+    x_U = torch.tensor(hi, dtype=dtype).reshape(1, *shape)
+    ptb = PerturbationLpNorm(norm=np.inf, eps=float((x_U - x_L).max()) / 2, x_L=x_L, x_U=x_U)
+    c = torch.tensor(C, dtype=dtype).unsqueeze(0)
+    start = time.perf_counter()
+    lb, _ = model.compute_bounds(x=(BoundedTensor((x_L + x_U) / 2, ptb),), C=c, bound_upper=False, method="backward")
+    return lb[0].tolist(), time.perf_counter() - start
+
+
+def compare_vnnlib(a):
+    """CROWN on VNN-LIB instances: every constraint of every unsafe term, both tools."""
+    net = torch_model(a.model).eval()
+    shape = onnx_input_shape(a.model)
+    worst_rel, nncert_s, lirpa_s, instances = 0.0, 0.0, 0.0, 0
+    excluded = {"nncert": 0, "auto_lirpa": 0, "nncert_default": 0}
+    terms_total = 0
+    for spec in a.vnnlib:
+        def bounds(*flags):
+            cmd = [a.nncert, "bounds", a.model, spec, "--method", "crown", *flags]
+            return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        ours = bounds("--unsound", "--no-ibp-intersection")
+        default = bounds()
+        for case, case_default in zip(ours["cases"], default["cases"]):
+            rows = [c for term in case["terms"] for c in term]
+            C = [c["coeffs"] for c in rows]
+            theirs, seconds = lirpa_box_bounds(net, shape, case["input_lo"], case["input_hi"], C, torch.float32)
+            theirs64, _ = lirpa_box_bounds(net, shape, case["input_lo"], case["input_hi"], C, torch.float64)
+            for c, t in zip(rows, theirs64):
+                worst_rel = max(worst_rel, abs(c["lower"] - t) / max(abs(t), 1e-12))
+            nncert_s += case["ms"] / 1e3
+            lirpa_s += seconds
+            instances += 1
+            k = 0
+            for term, term_default in zip(case["terms"], case_default["terms"]):
+                excluded["nncert"] += any(c["excluded"] for c in term)
+                excluded["auto_lirpa"] += any(theirs[k + i] > c["rhs"] for i, c in enumerate(term))
+                excluded["nncert_default"] += any(c["excluded"] for c in term_default)
+                k += len(term)
+                terms_total += 1
+    print(json.dumps({
+        "model": os.path.basename(a.model), "method": "crown", "instances": instances, "terms": terms_total,
+        "terms_excluded_nncert": excluded["nncert"], "terms_excluded_auto_lirpa": excluded["auto_lirpa"],
+        "terms_excluded_nncert_default": excluded["nncert_default"], "max_rel_diff": worst_rel,
+        "nncert_ms_per_instance": round(1e3 * nncert_s / instances, 2),
+        "auto_lirpa_ms_per_instance": round(1e3 * lirpa_s / instances, 2),
+        "speedup": round(lirpa_s / nncert_s, 2), "torch_threads": torch.get_num_threads(),
+    }))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nncert", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--mnist", required=True)
+    p.add_argument("--mnist")
+    p.add_argument("--vnnlib", nargs="+", help="VNN-LIB specs for --model (instead of MNIST images)")
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--method", choices=["crown", "alpha-crown"], default="crown")
     a = p.parse_args()
     torch.set_grad_enabled(a.method == "alpha-crown")
+    if a.vnnlib:
+        return compare_vnnlib(a)
+    if not a.mnist:
+        p.error("--mnist or --vnnlib is required")
     def nncert(*flags):
         cmd = [a.nncert, "certify", "--model", a.model, "--data", f"mnist:{a.mnist}", "--eps", str(a.eps),
                "--start", str(a.start), "--count", str(a.count), "--method", a.method, "--json", *flags]

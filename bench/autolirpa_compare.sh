@@ -2,6 +2,8 @@
 # nncert vs auto_LiRPA (CPU), side by side in one run on this machine.
 # Builds its own venv (torch 1.13.1 is the newest torch with Python 3.11
 # wheels that auto_LiRPA 0.3 runs on; auto_LiRPA pins torch<1.13, hence --no-deps).
+# MNIST: relu_stable and mnistfc 256x{2,4,6} on COUNT test images (CROWN)
+# and ALPHA_COUNT (α-CROWN); then CROWN on every oval21 instance.
 # usage: bench/autolirpa_compare.sh [COUNT] [ALPHA_COUNT] > results.jsonl
 set -eu
 COUNT=${1:-200}
@@ -25,4 +27,11 @@ for method in crown alpha-crown; do
   for w in 2 4 6; do
     run --model "$SHARED/vnncomp2021/mnistfc/mnist-net_256x$w.onnx" --eps 0.03 --count "$n" --method $method
   done
+done
+OVAL=$SHARED/vnncomp2021/oval21
+for net in $(cut -d, -f1 "$OVAL/oval21_instances.csv" | sort -u); do
+  specs=$(awk -F, -v n="$net" '$1 == n { print "'"$OVAL"'/" $2 }' "$OVAL/oval21_instances.csv")
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -W ignore "$ROOT/bench/autolirpa_compare.py" --nncert "$ROOT/target/release/nncert" \
+    --model "$OVAL/$net" --vnnlib $specs
 done

@@ -490,4 +490,110 @@ mod tests {
             "only {betas_checked} nonzero β gradients checked"
         );
     }
+
+    /// With arbitrary slopes in [0, 1] and arbitrary multipliers β ≥ 0, and
+    /// with optimised ones (which push the bound up to the subdomain's
+    /// minimum, where a wrong sign would show), the sound-mode bound holds for
+    /// every sampled input inside the subdomain, on the f64 reference and
+    /// every float32 engine.
+    #[test]
+    fn any_slopes_and_multipliers_give_sound_bounds() {
+        use nncert_exec::all_engines;
+        use nncert_model::forward::{run_all, Reference};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut checked = 0;
+        for seed in 0..10 {
+            let g = random_relu_mlp(&[2, 8, 8, 2], 100 + seed);
+            let engines = all_engines(&g).unwrap();
+            let set = InputSet::Box(nncert_spec::InputBox {
+                lo: vec![-0.5; 2],
+                hi: vec![0.5; 2],
+            });
+            let cfg = BoundConfig {
+                intersect_ibp: false,
+                ..BoundConfig::new(Method::Crown, Soundness::Float32)
+            };
+            let region = Region::of(&set, cfg.soundness);
+            let root = propagate_split(&g, &region, &cfg, &[], None)
+                .unwrap()
+                .unwrap();
+            // Every unstable neuron of the first ReLU, split the way it is at a
+            // random point: the subdomain holds that point.
+            let p: Vec<f64> = (0..2).map(|_| rng.gen_range(-0.5..0.5)).collect();
+            let at_p = run_all(&g, &Reference, &p).unwrap();
+            let splits: Vec<ReluSplit> = first_splits(&g, &root, usize::MAX)
+                .into_iter()
+                .map(|sp| ReluSplit {
+                    active: at_p[sp.pre][sp.index] > 0.0,
+                    ..sp
+                })
+                .collect();
+            let Some(nb) = propagate_split(&g, &region, &cfg, &splits, None).unwrap() else {
+                continue;
+            };
+            let spec = [1.0, -0.5];
+            let (_, mut trace, _) = optimise_row(
+                &g,
+                &nb,
+                &region,
+                &cfg,
+                &spec,
+                &splits,
+                &Multipliers::default(),
+            )
+            .unwrap();
+            trace
+                .alphas
+                .values_mut()
+                .flatten()
+                .for_each(|a| *a = rng.gen_range(0.0..=1.0));
+            trace
+                .betas
+                .values_mut()
+                .flatten()
+                .for_each(|b| *b = rng.gen_range(0.0..3.0));
+            let random =
+                backsubstitute(&g, g.output, &nb, &region, &cfg, &spec, 1, &mut trace).unwrap()[0];
+            let optimising = BoundConfig {
+                method: Method::AlphaCrown,
+                alpha_iterations: 100,
+                ..cfg
+            };
+            let warm = Multipliers::default();
+            let optimised = optimise_row(&g, &nb, &region, &optimising, &spec, &splits, &warm)
+                .unwrap()
+                .0;
+            let bound = random.max(optimised);
+            for _ in 0..3000 {
+                let x: Vec<f32> = (0..2).map(|_| rng.gen_range(-0.5f32..=0.5)).collect();
+                let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let values = run_all(&g, &Reference, &x64).unwrap();
+                let inside = splits.iter().all(|sp| {
+                    let z = values[sp.pre][sp.index];
+                    if sp.active {
+                        z > 1e-6
+                    } else {
+                        z < -1e-6
+                    }
+                });
+                if !inside {
+                    continue;
+                }
+                let mut ys = vec![values[g.output].clone()];
+                for e in &engines {
+                    ys.push(e.run(&g, &x).unwrap().iter().map(|&v| v as f64).collect());
+                }
+                for y in ys {
+                    let v: f64 = spec.iter().zip(&y).map(|(c, v)| c * v).sum();
+                    assert!(v >= bound, "seed {seed}: {v} < bound {bound}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 1000,
+            "only {checked} points inside the subdomains"
+        );
+    }
 }

@@ -34,6 +34,8 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// Run inference with one or all engines.
     Run(commands::run::RunArgs),
+    /// Lower bounds of every constraint of a VNN-LIB spec's unsafe terms, by one method (JSON).
+    Bounds(commands::bounds::BoundsArgs),
     /// VNN-COMP tool contract: MODEL SPEC → sat/unsat/timeout/unknown/error in --out.
     Vnncomp(commands::vnncomp::VnncompArgs),
     /// The floating-point attack on verified networks (fp-exploit paper) against
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Some(Command::Certify(a)) => commands::certify::run(a),
         Some(Command::Verify(a)) => commands::verify::run(a),
         Some(Command::Run(a)) => commands::run::run(a),
+        Some(Command::Bounds(a)) => commands::bounds::run(a),
         Some(Command::Vnncomp(a)) => commands::vnncomp::run(a),
         Some(Command::FpAttack(a)) => commands::fp_attack::run(a),
         Some(Command::FpAttackCrown(a)) => commands::fp_attack::run_crown(a),

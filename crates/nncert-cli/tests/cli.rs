@@ -141,6 +141,41 @@ fn vnncomp_sat_writes_a_witness_that_violates_the_spec() {
     assert!(x0 >= 0.25);
 }
 
+/// On a linear model the CROWN bound of each constraint is the exact
+/// minimum over the box (up to the float32 charges in sound mode), and a
+/// term is excluded exactly when that minimum exceeds its right-hand side.
+#[test]
+fn bounds_reports_every_constraint_of_a_vnnlib_spec() {
+    let (m, s) = (tmp("lin_bounds.onnx"), tmp("bounds.vnnlib"));
+    // y₀ = 2x₀ − x₁ + 0.5, y₁ = x₀ + 3x₁ − 1 on x₀ ∈ [0, 1], x₁ ∈ [−1, 1].
+    write_linear_model(&m, [2.0, -1.0, 1.0, 3.0], [0.5, -1.0]);
+    let unsafe_y = "(or (and (<= Y_0 -1)) (and (<= Y_1 Y_0) (>= Y_1 3)))";
+    std::fs::write(&s, spec(unsafe_y)).unwrap();
+    for flags in [vec![], vec!["--unsound"]] {
+        let mut args = vec!["bounds", m.to_str().unwrap(), s.to_str().unwrap()];
+        args.extend(flags.iter().copied());
+        let o = nncert(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["sound"], flags.is_empty());
+        let terms = r["cases"][0]["terms"].as_array().unwrap();
+        assert_eq!(terms.len(), 2);
+        // min y₀ = −0.5 (x = (0, 1)); min (y₁ − y₀) = −6.5 (x = (1, −1)); min (−y₁) = −3.
+        let expected = [vec![-0.5], vec![-6.5, -3.0]];
+        for (term, mins) in terms.iter().zip(&expected) {
+            for (c, &min) in term.as_array().unwrap().iter().zip(mins) {
+                let lower = c["lower"].as_f64().unwrap();
+                assert!(lower <= min && lower > min - 1e-5, "{c}");
+                let rhs = c["rhs"].as_f64().unwrap();
+                assert_eq!(c["excluded"], lower > rhs);
+            }
+        }
+        // y₀ ≤ −1 is impossible (min −0.5); the second term is possible.
+        assert_eq!(terms[0][0]["excluded"], true);
+        assert_eq!(terms[1][0]["excluded"], false);
+    }
+}
+
 /// y = relu(x₀) + relu(x₁) − relu(x₀ + x₁) ≥ 0 (ReLU is subadditive), but on
 /// [−1, 1]² no choice of lower ReLU slopes lifts the linear bound above −1
 /// (α = ½ on both is optimal): probes, CROWN and α-CROWN all leave

@@ -102,21 +102,23 @@ pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64
         }
         return (a_in, constant(b, a, s));
     }
-    let wf: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
-    for r in 0..rows {
-        super::dgemm(
-            s,
-            out,
-            inp,
-            &a[r * out..],
-            rows * out,
-            1,
-            &wf,
-            inp,
-            1,
-            &mut a_in[r * inp..],
-            rows * inp,
-        );
+    // Outputs no row sees (inactive ReLUs behind, or not in the spec) drop
+    // out of the GEMM, and their rows of W are never converted.
+    let live: Vec<usize> = (0..out)
+        .filter(|&o| a.chunks(out).any(|row| row[o] != 0.0))
+        .collect();
+    let m = live.len();
+    let wf: Vec<f64> = live
+        .iter()
+        .flat_map(|&o| w.data[o * inp..][..inp].iter().map(|&v| v as f64))
+        .collect();
+    let packed: Vec<f64> = a
+        .chunks(out)
+        .flat_map(|row| live.iter().map(|&o| row[o]))
+        .collect();
+    // a is [s·rows, out] row-major, as a_in is [s·rows, inp]: one GEMM.
+    if m > 0 {
+        super::dgemm(s * rows, m, inp, &packed, m, 1, &wf, inp, 1, &mut a_in, inp);
     }
     (a_in, constant(b, a, s))
 }

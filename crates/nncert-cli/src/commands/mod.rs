@@ -1,3 +1,4 @@
+pub mod bounds;
 pub mod certify;
 pub mod demo;
 pub mod fp_attack;
