@@ -25,7 +25,9 @@ for method in crown alpha-crown; do
   n=$COUNT; [ $method = alpha-crown ] && n=$ALPHA_COUNT
   run --model "$SHARED/models/mnist_relu_stable_conv.onnx" --eps 0.1 --count "$n" --method $method
   for w in 2 4 6; do
-    run --model "$SHARED/vnncomp2021/mnistfc/mnist-net_256x$w.onnx" --eps 0.03 --count "$n" --method $method
+    # auto_LiRPA 0.3's α-CROWN fails on the deeper nets: record it and go on.
+    run --model "$SHARED/vnncomp2021/mnistfc/mnist-net_256x$w.onnx" --eps 0.03 --count "$n" --method $method ||
+      echo "{\"model\": \"mnist-net_256x$w.onnx\", \"method\": \"$method\", \"error\": \"failed, see stderr\"}"
   done
 done
 OVAL=$SHARED/vnncomp2021/oval21
