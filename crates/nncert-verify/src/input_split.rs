@@ -2,13 +2,17 @@
 //! bisection; ACAS Xu has 5 inputs): a piece of the input box is closed when
 //! sound-mode CROWN excludes every still-open unsafe term on it; otherwise
 //! its centre is tried as a counterexample (re-executed on the f64 reference
-//! and every float32 engine) and it is halved along the dimension whose
-//! width, relative to the case's box, is largest. The pieces cover the box
-//! (halves share their boundary), so "every piece closed" proves the case.
+//! and every float32 engine) and it is halved along the dimension with the
+//! largest smear (ReluVal: |∂c·y/∂x_i| at the centre, summed over the open
+//! constraints, times the piece's width in x_i; the relatively widest
+//! dimension where the gradient vanishes). The pieces cover the box (halves
+//! share their boundary), so "every piece closed" proves the case; a piece
+//! too thin to halve in float32 stays open and makes the answer `unknown`
+//! unless another piece yields a counterexample.
 
 use crate::witness::f32_point_inside;
 use crate::{Models, Outcome, Result};
-use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Region};
+use nncert_bounds::{lower_bounds, propagate, spec_gradient, BoundConfig, BoundsError, Region};
 use nncert_model::{Deadline, Graph};
 use nncert_spec::{Case, InputBox, InputSet, LinearConstraint, Property};
 
@@ -27,6 +31,7 @@ pub fn prove_by_splitting(
     let width0: Vec<f64> = root.lo.iter().zip(&root.hi).map(|(l, h)| h - l).collect();
     let all_terms: Vec<usize> = (0..case.unsafe_output.terms.len()).collect();
     let mut stack = vec![(root, all_terms)];
+    let mut thin_piece_open = false;
     while let Some((b, open)) = stack.pop() {
         if deadline.expired() {
             return Ok(Outcome::Timeout);
@@ -44,16 +49,23 @@ pub fn prove_by_splitting(
                 return Ok(Outcome::Counterexample(ce));
             }
         }
-        match halves(&b, &width0) {
+        let smear = smear(m.bounded, case, &b, &open)?;
+        match halves(&b, &smear, &width0) {
             Some((left, right)) => {
                 stack.push((left, open.clone()));
                 stack.push((right, open));
             }
-            // A piece too thin to halve in float32 stayed open.
-            None => return Ok(Outcome::Unknown),
+            // A piece too thin to halve in float32 stays open (it straddles
+            // the unsafe set's boundary within float32's error); the other
+            // pieces may still hold a counterexample.
+            None => thin_piece_open = true,
         }
     }
-    Ok(Outcome::Proved)
+    Ok(if thin_piece_open {
+        Outcome::Unknown
+    } else {
+        Outcome::Proved
+    })
 }
 
 /// The unsafe terms of `case` that sound bounds over box `b` fail to exclude.
@@ -78,20 +90,41 @@ fn still_open(
     Ok(left)
 }
 
-/// `b` halved along its relatively widest dimension, or None when that
-/// dimension holds no float32 strictly inside (nothing left to split).
-fn halves(b: &InputBox, width0: &[f64]) -> Option<(InputBox, InputBox)> {
-    let k = (0..b.dim()).max_by(|&i, &j| {
-        let rel = |d: usize| (b.hi[d] - b.lo[d]) / width0[d].max(f64::MIN_POSITIVE);
-        rel(i).total_cmp(&rel(j))
-    })?;
-    let mid = 0.5 * (b.lo[k] + b.hi[k]);
-    let m32 = mid as f32 as f64;
-    if !(m32 > b.lo[k] && m32 < b.hi[k]) {
-        return None;
-    }
-    let (mut left, mut right) = (b.clone(), b.clone());
-    left.hi[k] = mid;
-    right.lo[k] = mid;
-    Some((left, right))
+/// Per input dimension, Σ over the open terms' constraints of |∂(c·y)/∂x_i|
+/// at the piece's centre, times the piece's width in x_i.
+fn smear(g: &Graph, case: &Case, b: &InputBox, open: &[usize]) -> Result<Vec<f64>> {
+    let spec: Vec<f64> = open
+        .iter()
+        .flat_map(|&t| case.unsafe_output.terms[t].iter())
+        .flat_map(|c| c.coeffs.iter().copied())
+        .collect();
+    let rows = spec.len() / g.output_len();
+    let (_, grad) = spec_gradient(g, &b.center(), &spec, rows)?;
+    let n = b.dim();
+    Ok((0..n)
+        .map(|i| (0..rows).map(|r| grad[r * n + i].abs()).sum::<f64>() * (b.hi[i] - b.lo[i]))
+        .collect())
+}
+
+/// `b` halved along the dimension of largest `smear` (ties and zeros: the
+/// relatively widest), or None when no dimension holds a float32 strictly
+/// inside (nothing left to split).
+fn halves(b: &InputBox, smear: &[f64], width0: &[f64]) -> Option<(InputBox, InputBox)> {
+    let rel = |d: usize| (b.hi[d] - b.lo[d]) / width0[d].max(f64::MIN_POSITIVE);
+    let mut order: Vec<usize> = (0..b.dim()).collect();
+    order.sort_by(|&i, &j| {
+        smear[j]
+            .total_cmp(&smear[i])
+            .then(rel(j).total_cmp(&rel(i)))
+    });
+    order.into_iter().find_map(|k| {
+        let mid = 0.5 * (b.lo[k] + b.hi[k]);
+        let m32 = mid as f32 as f64;
+        (m32 > b.lo[k] && m32 < b.hi[k]).then(|| {
+            let (mut left, mut right) = (b.clone(), b.clone());
+            left.hi[k] = mid;
+            right.lo[k] = mid;
+            (left, right)
+        })
+    })
 }

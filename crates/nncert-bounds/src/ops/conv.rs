@@ -22,6 +22,22 @@ fn for_each_tap(c: &ConvCall, mut f: impl FnMut(usize, usize, f64)) {
     c.for_each_tap(|o, i, w| f(o, i, c.weight.data[w] as f64));
 }
 
+/// A convolution's sizes as its GEMMs see them: output positions per
+/// channel, kernel taps per output, output channels per group, input and
+/// output lengths.
+fn gemm_dims(c: &ConvCall) -> (usize, usize, usize, usize, usize) {
+    let (ic, ih, iw) = c.in_chw;
+    let (oc, oh, ow) = c.out_chw;
+    let (icg, kh, kw) = kernel(c);
+    (
+        oh * ow,
+        icg * kh * kw,
+        oc / c.groups,
+        ic * ih * iw,
+        oc * oh * ow,
+    )
+}
+
 fn out_len(c: &ConvCall) -> usize {
     c.out_chw.0 * c.out_chw.1 * c.out_chw.2
 }
@@ -65,16 +81,7 @@ const CHUNK_COLUMNS: usize = 1 << 14;
 /// and stay local for several layers, so most columns are zero (the point of
 /// auto_LiRPA's "patches" mode, reached here without a second representation).
 pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
-    let (ic, ih, iw) = c.in_chw;
-    let (oc, oh, ow) = c.out_chw;
-    let (icg, kh, kw) = kernel(c);
-    let (p, k, ocg, in_len, out_n) = (
-        oh * ow,
-        icg * kh * kw,
-        oc / c.groups,
-        ic * ih * iw,
-        oc * oh * ow,
-    );
+    let (p, k, ocg, in_len, out_n) = gemm_dims(c);
     let cst = (0..s)
         .map(|si| {
             a[si * out_n..][..out_n]
@@ -122,16 +129,7 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
 /// The convolution of `n` inputs in f64 by im2col and GEMM (no rounding
 /// contract: for gradients and relaxed evaluations, not for bounds).
 pub(crate) fn forward(c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
-    let (ic, ih, iw) = c.in_chw;
-    let (oc, oh, ow) = c.out_chw;
-    let (icg, kh, kw) = kernel(c);
-    let (p, k, ocg, in_len, out_n) = (
-        oh * ow,
-        icg * kh * kw,
-        oc / c.groups,
-        ic * ih * iw,
-        oc * oh * ow,
-    );
+    let (p, k, ocg, in_len, out_n) = gemm_dims(c);
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
     let mut y: Vec<f64> = (0..n * out_n).map(|o| bias_of(c, o % out_n)).collect();
     let mut cols = vec![0.0; k * p];

@@ -5,10 +5,10 @@
 //! `bench/autolirpa_compare.py --vnnlib` compares with auto_LiRPA.
 
 use super::certify::{prepare, MethodArg};
-use crate::{existing, CliResult, UserError};
+use super::vnncomp::load_instance;
+use crate::CliResult;
 use clap::Args;
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, Region, Soundness};
-use nncert_spec::read_vnnlib;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -57,17 +57,7 @@ struct ConstraintBound {
 }
 
 pub fn run(a: BoundsArgs) -> CliResult {
-    let g = nncert_model::load_model(existing(&a.model)?)?;
-    let p = read_vnnlib(existing(&a.spec)?)?;
-    if (p.num_inputs, p.num_outputs) != (g.input_len(), g.output_len()) {
-        return Err(UserError(format!(
-            "the spec has {} inputs and {} outputs, the model {} and {}",
-            p.num_inputs,
-            p.num_outputs,
-            g.input_len(),
-            g.output_len()
-        )));
-    }
+    let (g, p) = load_instance(&a.model, &a.spec)?;
     let soundness = if a.unsound {
         Soundness::Real
     } else {

@@ -12,7 +12,7 @@ use crate::{existing, CliResult, UserError};
 use clap::Args;
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Method, Region, Soundness};
 use nncert_exec::all_engines;
-use nncert_model::Deadline;
+use nncert_model::{Deadline, Graph};
 use nncert_spec::{read_vnnlib, write_atomically, Case, InputBox, Property, VnnResult};
 use nncert_verify::attack::{pgd, PgdConfig};
 use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
@@ -65,9 +65,10 @@ pub fn run(a: VnncompArgs) -> CliResult {
     Ok(())
 }
 
-fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
-    let g = nncert_model::load_model(existing(&a.model)?)?;
-    let p = read_vnnlib(existing(&a.spec)?)?;
+/// The model and the VNN-LIB property, checked to fit each other.
+pub fn load_instance(model: &PathBuf, spec: &PathBuf) -> CliResult<(Graph, Property)> {
+    let g = nncert_model::load_model(existing(model)?)?;
+    let p = read_vnnlib(existing(spec)?)?;
     if (p.num_inputs, p.num_outputs) != (g.input_len(), g.output_len()) {
         return Err(UserError(format!(
             "the spec has {} inputs and {} outputs, the model {} and {}",
@@ -77,6 +78,11 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
             g.output_len()
         )));
     }
+    Ok((g, p))
+}
+
+fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
+    let (g, p) = load_instance(&a.model, &a.spec)?;
     if deadline.expired() {
         return Ok(VnnResult::Timeout);
     }
