@@ -54,7 +54,7 @@ pub struct Multipliers {
 /// The bound of one spec row over a subdomain with optimised slopes and
 /// split multipliers (with `Method::AlphaCrown`, `alpha_iterations` Adam
 /// steps from `warm`; otherwise CROWN's), and the trace (coefficients per
-/// node) of the iterate that gave it.
+/// node, slopes, multipliers) of the iterate that gave it.
 pub(crate) fn optimise_row(
     g: &Graph,
     nb: &NetworkBounds,
@@ -63,7 +63,7 @@ pub(crate) fn optimise_row(
     spec: &[f64],
     splits: &[ReluSplit],
     warm: &Multipliers,
-) -> Result<(f64, Trace, Multipliers), BoundsError> {
+) -> Result<(f64, Trace), BoundsError> {
     let iterations = match cfg.method {
         Method::AlphaCrown => cfg.alpha_iterations,
         _ => 0,
@@ -91,11 +91,16 @@ pub(crate) fn optimise_row(
             .or_insert_with(|| beta.unwrap_or_else(|| vec![0.0; n]));
     }
     let (best, trace) = ascend(g, nb, region, cfg, spec, 1, start, iterations)?;
-    let multipliers = Multipliers {
-        alphas: trace.alphas.clone(),
-        betas: trace.betas.clone(),
-    };
-    Ok((best[0], trace, multipliers))
+    Ok((best[0], trace))
+}
+
+impl From<Trace> for Multipliers {
+    fn from(trace: Trace) -> Self {
+        Multipliers {
+            alphas: trace.alphas,
+            betas: trace.betas,
+        }
+    }
 }
 
 /// Projected Adam ascent on the slopes and split multipliers of `start`;
@@ -171,13 +176,14 @@ fn leak_range(op: &Op) -> Option<(f64, f64)> {
     }
 }
 
+/// Per node, the gradient of the bound in that node's parameters.
+type Gradients = HashMap<NodeId, Vec<f64>>;
+
 /// ∂ bound / ∂ α: for row si and unstable neuron j of ReLU node k taking its
 /// lower line, the coefficient reaching k times the value of k's input in
 /// the relaxed network evaluated at the minimising input (the adjoint of
 /// the back-substitution is that forward evaluation). ∂ bound / ∂ β: the
 /// constraint's sign times the split neuron's value there.
-type Gradients = HashMap<NodeId, Vec<f64>>;
-
 fn gradient(
     g: &Graph,
     nb: &NetworkBounds,
@@ -407,6 +413,39 @@ mod tests {
             .collect()
     }
 
+    /// CROWN's trace (no optimisation) of one row over a subdomain.
+    fn crown_trace(
+        g: &Graph,
+        nb: &NetworkBounds,
+        region: &Region,
+        cfg: &BoundConfig,
+        spec: &[f64],
+        splits: &[ReluSplit],
+    ) -> Trace {
+        let crown = BoundConfig {
+            method: Method::Crown,
+            ..*cfg
+        };
+        let warm = Multipliers::default();
+        optimise_row(g, nb, region, &crown, spec, splits, &warm)
+            .unwrap()
+            .1
+    }
+
+    /// Replaces every slope α by `f(false, α)` and every multiplier β by `f(true, β)`.
+    fn set_parameters(trace: &mut Trace, mut f: impl FnMut(bool, f64) -> f64) {
+        trace
+            .alphas
+            .values_mut()
+            .flatten()
+            .for_each(|a| *a = f(false, *a));
+        trace
+            .betas
+            .values_mut()
+            .flatten()
+            .for_each(|b| *b = f(true, *b));
+    }
+
     fn param(t: &mut Trace, beta: bool, id: NodeId, k: usize) -> &mut f64 {
         let p = if beta { &mut t.betas } else { &mut t.alphas };
         &mut p.get_mut(&id).expect("a parameter")[k]
@@ -444,23 +483,12 @@ mod tests {
             let bound = |trace: &mut Trace| {
                 backsubstitute(&g, g.output, &nb, &region, &at_input, &spec, 1, trace).unwrap()[0]
             };
-            let (_, mut trace, _) = optimise_row(
-                &g,
-                &nb,
-                &region,
-                &cfg,
-                &spec,
-                &splits,
-                &Multipliers::default(),
-            )
-            .unwrap();
+            let mut trace = crown_trace(&g, &nb, &region, &cfg, &spec, &splits);
             // Move away from CROWN's 0/1 slopes, into the interior; β > 0.
-            trace
-                .alphas
-                .values_mut()
-                .flatten()
-                .for_each(|a| *a = 0.3 + 0.4 * *a);
-            trace.betas.values_mut().flatten().for_each(|b| *b = 0.2);
+            set_parameters(
+                &mut trace,
+                |is_beta, v| if is_beta { 0.2 } else { 0.3 + 0.4 * v },
+            );
             let base = bound(&mut trace);
             let (grads_alpha, grads_beta) = gradient(&g, &nb, &region, &trace, 1);
             let mut check = |beta: bool, grads: &Gradients, checked: &mut usize| {
@@ -533,26 +561,11 @@ mod tests {
                 continue;
             };
             let spec = [1.0, -0.5];
-            let (_, mut trace, _) = optimise_row(
-                &g,
-                &nb,
-                &region,
-                &cfg,
-                &spec,
-                &splits,
-                &Multipliers::default(),
-            )
-            .unwrap();
-            trace
-                .alphas
-                .values_mut()
-                .flatten()
-                .for_each(|a| *a = rng.gen_range(0.0..=1.0));
-            trace
-                .betas
-                .values_mut()
-                .flatten()
-                .for_each(|b| *b = rng.gen_range(0.0..3.0));
+            let mut trace = crown_trace(&g, &nb, &region, &cfg, &spec, &splits);
+            set_parameters(&mut trace, |is_beta, _| match is_beta {
+                false => rng.gen_range(0.0..=1.0),
+                true => rng.gen_range(0.0..3.0),
+            });
             let random =
                 backsubstitute(&g, g.output, &nb, &region, &cfg, &spec, 1, &mut trace).unwrap()[0];
             let optimising = BoundConfig {

@@ -38,9 +38,9 @@ pub fn bound_for_branching(
     splits: &[ReluSplit],
     warm: &Multipliers,
 ) -> Result<RowBound, BoundsError> {
-    let (crown, trace, multipliers) = optimise_row(g, nb, region, cfg, spec, splits, warm)?;
+    let (crown, mut trace) = optimise_row(g, nb, region, cfg, spec, splits, warm)?;
     let ibp = interval_lower(&nb.nodes[g.output], spec, 1, cfg.soundness)[0];
-    let coeffs = trace.coeffs.expect("traced");
+    let coeffs = trace.coeffs.take().expect("traced");
     let mut candidates = Vec::new();
     for (id, node) in g.nodes.iter().enumerate() {
         let leak = match node.op {
@@ -77,6 +77,6 @@ pub fn bound_for_branching(
         },
         candidates,
         minimiser,
-        multipliers,
+        multipliers: trace.into(),
     })
 }

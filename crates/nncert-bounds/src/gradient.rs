@@ -26,10 +26,13 @@ pub fn spec_gradient(
         ball: None,
     };
     // On a point, the intervals are the f64 forward pass.
-    let forward = run_all(g, &Gemm64, x).map_err(|_| BoundsError::Dimension {
-        got: x.len(),
-        expected: g.input_len(),
-    })?;
+    if x.len() != g.input_len() {
+        return Err(BoundsError::Dimension {
+            got: x.len(),
+            expected: g.input_len(),
+        });
+    }
+    let forward = run_all(g, &Gemm64, x)?;
     let nb = NetworkBounds {
         nodes: forward
             .into_iter()

@@ -104,4 +104,7 @@ pub enum BoundsError {
     Timeout,
     #[error("the input region has {got} dimensions, the model {expected}")]
     Dimension { got: usize, expected: usize },
+    /// A concrete evaluation (gradients, relaxed networks) failed.
+    #[error(transparent)]
+    Model(#[from] nncert_model::ModelError),
 }

@@ -84,6 +84,45 @@ fn for_each_grid_net(mut f: impl FnMut(u64, &Models, &InputBox, f64)) {
     }
 }
 
+/// Branch and bound on `y > rhs` over a grid net's box, checked against
+/// `holds` (whether the grid says it is true): Some(true) when proved,
+/// Some(false) when refuted by a confirmed counterexample, None when open.
+fn decide_on_grid_net(
+    seed: u64,
+    m: &Models,
+    b: &InputBox,
+    rhs: f64,
+    holds: bool,
+    cfg: &BabConfig,
+) -> Option<bool> {
+    let p = property(b, &[1.0], rhs);
+    let set = InputSet::Box(b.clone());
+    let region = Region::of(&set, cfg.bounds.soundness);
+    let row = RowProblem {
+        property: &p,
+        region: &region,
+        set: &set,
+        spec: &[1.0],
+        rhs,
+    };
+    match prove_row(m, &row, cfg).unwrap().0 {
+        Outcome::Proved => {
+            assert!(
+                holds,
+                "seed {seed} {:?}: proved a false property",
+                cfg.bounds.method
+            );
+            Some(true)
+        }
+        Outcome::Counterexample(ce) => {
+            assert!(!holds, "seed {seed}: counterexample to a true property");
+            assert!(p.is_counterexample(&ce.x, &ce.y));
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
 /// Under any set of splits, every node's interval and the branching bound
 /// hold for the sampled inputs that satisfy the splits (f64 reference for
 /// the split test; every float32 engine for the output), in both modes.
@@ -207,29 +246,10 @@ fn bab_proves_true_and_refutes_false_properties() {
                 deadline: nncert_model::Deadline::after_secs(10.0),
                 ..BoundConfig::new(Method::Crown, Soundness::Float32)
             });
-            let p = property(b, &[1.0], rhs);
-            let row = RowProblem {
-                property: &p,
-                region: &region,
-                set: &set,
-                spec: &[1.0],
-                rhs,
-            };
-            let (outcome, _) = prove_row(m, &row, &cfg).unwrap();
-            match outcome {
-                Outcome::Proved => {
-                    assert!(
-                        holds,
-                        "seed {seed}: proved a property with a grid counterexample"
-                    );
-                    proved += 1;
-                }
-                Outcome::Counterexample(ce) => {
-                    assert!(!holds, "seed {seed}: counterexample to a true property");
-                    assert!(p.is_counterexample(&ce.x, &ce.y));
-                    refuted += 1;
-                }
-                Outcome::Unknown | Outcome::Unconfirmed | Outcome::Timeout => {}
+            match decide_on_grid_net(seed, m, b, rhs, holds, &cfg) {
+                Some(true) => proved += 1,
+                Some(false) => refuted += 1,
+                None => {}
             }
         }
     });
@@ -247,34 +267,14 @@ fn bab_proves_true_and_refutes_false_properties() {
 fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
     let mut proved = [0usize; 2];
     for_each_grid_net(|seed, m, b, min| {
-        let set = InputSet::Box(b.clone());
-        let region = Region::of(&set, Soundness::Float32);
         for (k, method) in [Method::Crown, Method::AlphaCrown].into_iter().enumerate() {
             let cfg = BabConfig::new(BoundConfig {
                 deadline: nncert_model::Deadline::after_secs(2.0),
                 ..BoundConfig::new(method, Soundness::Float32)
             });
             for (rhs, holds) in [(min - 0.01, true), (min + 0.01, false)] {
-                let p = property(b, &[1.0], rhs);
-                let row = RowProblem {
-                    property: &p,
-                    region: &region,
-                    set: &set,
-                    spec: &[1.0],
-                    rhs,
-                };
-                let (outcome, _) = prove_row(m, &row, &cfg).unwrap();
-                match outcome {
-                    Outcome::Proved => {
-                        assert!(holds, "seed {seed} {method:?}: proved a false property");
-                        proved[k] += 1;
-                    }
-                    Outcome::Counterexample(ce) => {
-                        assert!(!holds, "seed {seed}: counterexample to a true property");
-                        assert!(p.is_counterexample(&ce.x, &ce.y));
-                    }
-                    _ => {}
-                }
+                proved[k] +=
+                    (decide_on_grid_net(seed, m, b, rhs, holds, &cfg) == Some(true)) as usize;
             }
         }
     });

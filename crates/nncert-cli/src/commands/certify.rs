@@ -441,7 +441,7 @@ pub fn run_with_progress(
 ) -> CliResult {
     if a.jobs > 1 && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         // The jobs already fill the cores: threaded GEMMs would only contend
-        // (10% slower measured). Set before any thread or GEMM starts.
+        // (10% slower, docs/benchmarks.md). Set before any thread or GEMM starts.
         std::env::set_var("MATMUL_NUM_THREADS", "1");
     }
     let g = match &a.model {
