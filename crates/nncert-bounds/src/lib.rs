@@ -13,6 +13,7 @@ pub mod fp;
 mod gradient;
 pub mod interval;
 pub mod ops;
+mod patches;
 mod propagate;
 pub mod radius;
 mod robustness;

@@ -6,7 +6,7 @@ use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone, Slopes};
 use crate::ops::{conv, elementwise, linear, pool, shape};
 use crate::symbolic::{self, Domain, SymBounds};
-use crate::{alpha, BoundConfig, BoundsError, Method};
+use crate::{alpha, patches, BoundConfig, BoundsError, Method};
 use nncert_model::forward::ConvCall;
 use nncert_model::{BinaryKind, Graph, NodeId, Op};
 use nncert_spec::Norm;
@@ -233,7 +233,8 @@ pub struct ReluSplit {
 /// so later nodes are bounded with that neuron stable), or None when a
 /// split contradicts the bounds: that part holds no input. `resume` takes
 /// the nodes up to and including a node from the bounds of a larger
-/// subdomain (valid as they are: no split of theirs is new).
+/// subdomain (valid as they are: no split of theirs is new); the later
+/// nodes' new bounds are intersected with that subdomain's, valid here too.
 pub fn propagate_split(
     g: &Graph,
     region: &Region,
@@ -283,6 +284,11 @@ pub fn propagate_split(
         if !err.is_empty() {
             iv = iv.widened(&err);
         }
+        // A subdomain lies inside its parent: the parent's bounds hold here too.
+        let parent = resume.map(|(p, _)| &p.nodes[id]);
+        if let Some(p) = parent {
+            iv = iv.intersect(p);
+        }
         nb.nodes.push(iv);
         nb.err.push(err);
         if let Some(sym) = &mut sym {
@@ -290,6 +296,18 @@ pub fn propagate_split(
         } else if cfg.method != Method::Ibp {
             if let Some(rows) = rows_to_refine(g, id, &nb.nodes[id], cfg.intersect_ibp) {
                 refine(g, id, &rows, &mut nb, region, cfg)?;
+            }
+        }
+        if let Some(p) = parent {
+            nb.nodes[id] = nb.nodes[id].intersect(p);
+            // Two valid enclosures that do not meet: the subdomain is empty.
+            if nb.nodes[id]
+                .lo
+                .iter()
+                .zip(&nb.nodes[id].hi)
+                .any(|(l, h)| l > h)
+            {
+                return Ok(None);
             }
         }
         if !apply_splits(&mut nb.nodes[id], id, splits) {
@@ -415,17 +433,22 @@ fn refine(
         .max()
         .unwrap_or(1);
     let chunk = ((1usize << 22) / widest).max(1);
+    let chain = patches::conv_chain(g, id);
     for block in rows.chunks(chunk) {
         if cfg.deadline.expired() {
             return Err(BoundsError::Timeout);
         }
         let s = block.len();
-        let mut spec = vec![0.0; 2 * s * n];
-        for (r, &j) in block.iter().enumerate() {
-            spec[r * n + j] = 1.0;
-            spec[(s + r) * n + j] = -1.0;
-        }
-        let lb = backsubstitute(g, id, nb, region, cfg, &spec, 2 * s, &mut Trace::default())?;
+        let lb = if let Some(chain) = &chain {
+            patches::bound_rows(g, chain, block, nb, region, cfg)?
+        } else {
+            let mut spec = vec![0.0; 2 * s * n];
+            for (r, &j) in block.iter().enumerate() {
+                spec[r * n + j] = 1.0;
+                spec[(s + r) * n + j] = -1.0;
+            }
+            backsubstitute(g, id, nb, region, cfg, &spec, 2 * s, &mut Trace::default())?
+        };
         let iv = &mut nb.nodes[id];
         for (r, &j) in block.iter().enumerate() {
             (iv.lo[j], iv.hi[j]) = if cfg.intersect_ibp {
@@ -768,8 +791,12 @@ fn pending_bound(
 
 /// min of `row · x` over the box, and Σ|row|·max(|lo|,|hi|) (the magnitude its rounding scales with).
 fn box_min(row: &[f64], b: &Interval) -> (f64, f64) {
+    box_min_of(row, &b.lo, &b.hi)
+}
+
+pub(crate) fn box_min_of(row: &[f64], lo: &[f64], hi: &[f64]) -> (f64, f64) {
     row.iter()
-        .zip(b.lo.iter().zip(&b.hi))
+        .zip(lo.iter().zip(hi))
         .fold((0.0, 0.0), |(v, mag), (&c, (&l, &h))| {
             (
                 v + if c >= 0.0 { c * l } else { c * h },
@@ -778,7 +805,7 @@ fn box_min(row: &[f64], b: &Interval) -> (f64, f64) {
         })
 }
 
-fn dot_abs(a: &[f64], e: &[f64]) -> f64 {
+pub(crate) fn dot_abs(a: &[f64], e: &[f64]) -> f64 {
     a.iter().zip(e).map(|(x, y)| x.abs() * y).sum::<f64>() * (1.0 + 1.0 / (1u64 << 30) as f64)
 }
 
@@ -787,32 +814,43 @@ fn dot_abs(a: &[f64], e: &[f64]) -> f64 {
 fn concretize(a: &[f64], s: usize, region: &Region, sound: bool) -> Vec<f64> {
     let b = &region.bbox;
     let n = b.len();
+    let center = region.ball.as_ref().map(|(c, _, _)| c.as_slice());
     (0..s)
-        .map(|si| {
-            let row = &a[si * n..][..n];
-            let (v, mag) = box_min(row, b);
-            let mut best = if sound {
-                down(v - gamma(n + 2, U64) * mag)
-            } else {
-                v
-            };
-            if let Some((center, eps, norm)) = &region.ball {
-                let dual = match norm {
-                    Norm::Linf => row.iter().map(|x| x.abs()).sum::<f64>(),
-                    Norm::L2 => row.iter().map(|x| x * x).sum::<f64>().sqrt(),
-                    Norm::L1 => row.iter().fold(0.0f64, |m, x| m.max(x.abs())),
-                };
-                let at_center: f64 = row.iter().zip(center).map(|(x, c)| x * c).sum();
-                let cmag: f64 = row.iter().zip(center).map(|(x, c)| (x * c).abs()).sum();
-                let ball = at_center - eps * dual;
-                let ball = if sound {
-                    down(ball - gamma(n + 4, U64) * (cmag + eps * dual))
-                } else {
-                    ball
-                };
-                best = best.max(ball);
-            }
-            best
-        })
+        .map(|si| concretize_row(&a[si * n..][..n], (&b.lo, &b.hi, center), region, n, sound))
         .collect()
+}
+
+/// `concretize` of one row given as its nonzero part: `row` with the box
+/// ends and ball centre at the same places (`n`, the input length, sizes
+/// the rounding charges).
+pub(crate) fn concretize_row(
+    row: &[f64],
+    (lo, hi, center): (&[f64], &[f64], Option<&[f64]>),
+    region: &Region,
+    n: usize,
+    sound: bool,
+) -> f64 {
+    let (v, mag) = box_min_of(row, lo, hi);
+    let mut best = if sound {
+        down(v - gamma(n + 2, U64) * mag)
+    } else {
+        v
+    };
+    if let (Some((_, eps, norm)), Some(center)) = (&region.ball, center) {
+        let dual = match norm {
+            Norm::Linf => row.iter().map(|x| x.abs()).sum::<f64>(),
+            Norm::L2 => row.iter().map(|x| x * x).sum::<f64>().sqrt(),
+            Norm::L1 => row.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+        };
+        let at_center: f64 = row.iter().zip(center).map(|(x, c)| x * c).sum();
+        let cmag: f64 = row.iter().zip(center).map(|(x, c)| (x * c).abs()).sum();
+        let ball = at_center - eps * dual;
+        let ball = if sound {
+            down(ball - gamma(n + 4, U64) * (cmag + eps * dual))
+        } else {
+            ball
+        };
+        best = best.max(ball);
+    }
+    best
 }

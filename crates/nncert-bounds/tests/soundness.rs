@@ -8,7 +8,7 @@ use nncert_bounds::{lower_bounds, propagate, BoundConfig, Method, Region, Soundn
 use nncert_exec::{all_engines, Engine};
 use nncert_model::forward::run_all;
 use nncert_model::testing::{
-    flatten_then_linear, random_conv_net, random_residual_net, random_tensor,
+    flatten_then_linear, random_conv_chain, random_conv_net, random_residual_net, random_tensor,
 };
 use nncert_model::{reference_forward, Graph, Op, Tensor, Window2d};
 use nncert_spec::{InputSet, Norm, NormBall};
@@ -270,6 +270,8 @@ fn crown_and_fastlin_bounds_hold_for_every_float32_engine() {
         for method in [Method::Crown, Method::FastLin, Method::AlphaCrown] {
             for norm in [Norm::Linf, Norm::L2, Norm::L1] {
                 check(&crown_net(seed), method, norm, seed * 10 + 1);
+                // Conv chains: intermediate bounds by patches.
+                check(&random_conv_chain(seed), method, norm, seed * 10 + 2);
             }
         }
         check(&random_residual_net(seed), Method::Crown, Norm::Linf, seed);

@@ -3,18 +3,20 @@
 //!
 //! - `MilpVerifier`: MIPVerify's real-arithmetic MILP (the attacked verifier
 //!   of the paper, and the attacker's tool for the worst point and τ).
-//! - `SoundVerifier`: nncert's own pipeline in float32 (sound) mode.
+//! - `PipelineVerifier`: nncert's own pipeline, in float32 (sound) mode or,
+//!   as a plain verifier to attack, in real arithmetic.
 
 use nncert_bounds::{
-    lower_bounds, propagate, Ball, BoundConfig, Interval, Method, Region, Soundness,
+    lower_bounds, propagate, Ball, BoundConfig, BoundsError, Interval, Method, Region, Soundness,
 };
 use nncert_exec::Engine;
 use nncert_model::{Deadline, Graph};
-use nncert_spec::{InputBox, InputSet, Norm};
+use nncert_spec::{robustness_property_per_target, InputBox, InputSet, Norm, NormBall};
 use nncert_verify::attack::PgdConfig;
+use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
 use nncert_verify::milp::{self, BigM, Encoding, MilpSolver, MilpStatus, Objective, Query};
 use nncert_verify::robustness::{verify_robustness, CompleteEngine, PipelineConfig, Verdict};
-use nncert_verify::{Models, Result};
+use nncert_verify::{Models, Outcome, Result, VerifyError};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,25 +164,129 @@ impl Verifier for MilpVerifier {
     }
 }
 
-/// nncert's pipeline in float32 (sound) mode: CROWN, attack, α-CROWN, ReLU
-/// branch and bound; only a proof counts as a claim of robustness.
-pub struct SoundVerifier<'a> {
+/// nncert's pipeline (CROWN, attack, α-CROWN, β-CROWN branch and bound):
+/// in float32 mode the sound verifier, in real mode a plain one (what
+/// α,β-CROWN computes, blind to floating point; its counterexamples are
+/// checked on the f64 reference only).
+pub struct PipelineVerifier<'a> {
     pub eps: f64,
+    /// Seconds per call.
     pub timeout: f64,
+    /// The float32 engines a counterexample must fool (none in real mode).
     pub engines: &'a [Engine],
+    pub soundness: Soundness,
 }
 
-impl Verifier for SoundVerifier<'_> {
-    fn claim(&self, g: &Graph, x0: &[f32], label: usize) -> Result<Claim> {
-        let m = Models {
+impl<'a> PipelineVerifier<'a> {
+    pub fn sound(eps: f64, timeout: f64, engines: &'a [Engine]) -> Self {
+        PipelineVerifier {
+            eps,
+            timeout,
+            engines,
+            soundness: Soundness::Float32,
+        }
+    }
+
+    pub fn real(eps: f64, timeout: f64) -> Self {
+        PipelineVerifier {
+            eps,
+            timeout,
+            engines: &[],
+            soundness: Soundness::Real,
+        }
+    }
+}
+
+impl PipelineVerifier<'_> {
+    fn models<'g>(&'g self, g: &'g Graph) -> Models<'g> {
+        Models {
             executed: g,
             bounded: g,
             engines: self.engines,
+        }
+    }
+
+    fn ball(&self) -> Ball {
+        Ball {
+            eps: self.eps,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        }
+    }
+
+    /// Step 2's decision query by branch and bound: an input of the ball
+    /// whose margin `y_label − y_t` is at most `cutoff` for some target
+    /// (targets in ascending order of their CROWN bound, those above the
+    /// cutoff skipped), or the proof that none exists.
+    pub fn below(&self, g: &Graph, x0: &[f32], label: usize, cutoff: f64) -> Result<Search> {
+        match self.search_below(g, x0, label, cutoff) {
+            Err(VerifyError::Bounds(BoundsError::Timeout)) => Ok(Search::Timeout),
+            r => r,
+        }
+    }
+
+    fn search_below(&self, g: &Graph, x0: &[f32], label: usize, cutoff: f64) -> Result<Search> {
+        let x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
+        let ball = self.ball();
+        let set = InputSet::Ball(NormBall {
+            center: x.clone(),
+            eps: ball.eps,
+            norm: ball.norm,
+            domain: ball.domain,
+        });
+        let region = Region::of(&set, self.soundness);
+        let cfg = BoundConfig {
+            deadline: Deadline::after_secs(self.timeout),
+            ..BoundConfig::new(Method::AlphaCrown, self.soundness)
         };
+        let crown = BoundConfig {
+            method: Method::Crown,
+            ..cfg
+        };
+        let classes = g.output_len();
+        let nb = propagate(g, &region, &crown)?;
+        let mut targets =
+            robustness_property_per_target(&x, label, classes, ball.eps, ball.norm, ball.domain);
+        let spec: Vec<f64> = targets
+            .iter()
+            .flat_map(|&(t, _)| margin_row(classes, label, t))
+            .collect();
+        let lower = lower_bounds(g, &nb, &region, &crown, &spec, targets.len())?;
+        let mut order: Vec<usize> = (0..targets.len()).filter(|&k| lower[k] <= cutoff).collect();
+        order.sort_by(|&a, &b| lower[a].total_cmp(&lower[b]));
+        let m = self.models(g);
+        for k in order {
+            let (t, p) = &mut targets[k];
+            p.cases[0].unsafe_output.terms[0][0].rhs = cutoff;
+            let q = RowProblem {
+                property: p,
+                region: &region,
+                set: &set,
+                spec: &spec[k * classes..][..classes],
+                rhs: cutoff,
+            };
+            match prove_row(&m, &q, &BabConfig::new(cfg))?.0 {
+                Outcome::Proved => {}
+                Outcome::Counterexample(ce) => {
+                    return Ok(Search::Found {
+                        value: ce.y[label] - ce.y[*t],
+                        target: *t,
+                        x: ce.x,
+                    })
+                }
+                _ => return Ok(Search::Timeout),
+            }
+        }
+        Ok(Search::Infeasible)
+    }
+}
+
+impl Verifier for PipelineVerifier<'_> {
+    fn claim(&self, g: &Graph, x0: &[f32], label: usize) -> Result<Claim> {
         let cfg = PipelineConfig {
             bounds: BoundConfig {
                 deadline: Deadline::after_secs(self.timeout),
-                ..BoundConfig::new(Method::Crown, Soundness::Float32)
+                ..BoundConfig::new(Method::Crown, self.soundness)
             },
             pgd: PgdConfig::default(),
             guided: true,
@@ -188,17 +294,13 @@ impl Verifier for SoundVerifier<'_> {
             milp_solver: MilpSolver::MicroLp,
             milp_big_m: BigM::Propagated,
         };
-        let ball = Ball {
-            eps: self.eps,
-            norm: Norm::Linf,
-            domain: (0.0, 1.0),
-        };
         let x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
         Ok(
-            match verify_robustness(&m, &x, label, ball, &cfg)?.verdict {
+            match verify_robustness(&self.models(g), &x, label, self.ball(), &cfg)?.verdict {
                 Verdict::Robust => Claim::Robust,
-                // Undecided is no claim (and no reason to search a grid).
-                _ => Claim::NotRobust,
+                Verdict::Timeout => Claim::Timeout,
+                // Undecided is no claim of robustness.
+                Verdict::NotRobust { .. } | Verdict::Unknown => Claim::NotRobust,
             },
         )
     }

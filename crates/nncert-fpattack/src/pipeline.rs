@@ -1,10 +1,10 @@
 //! One seed image through the three steps of §4.2, against one verifier.
 
 use crate::climb::{hill_climb, ClimbConfig};
-use crate::oracle::{Claim, MilpVerifier, Search, Verifier};
+use crate::oracle::{Claim, MilpVerifier, PipelineVerifier, Search, Verifier};
 use crate::perturbation::{nextafter_box, project};
 use nncert_exec::Engine;
-use nncert_model::{Graph, Op, Tensor};
+use nncert_model::{Deadline, Graph, Op, Tensor};
 use nncert_verify::{Result, VerifyError};
 use serde::Serialize;
 
@@ -19,6 +19,8 @@ pub struct AttackConfig {
     pub tau_bracket: f64,
     /// ... narrowed to this width.
     pub tau_width: f64,
+    /// Steps 1 and 2 of one seed stop here, keeping the brackets they reached.
+    pub seed_seconds: Option<f64>,
     pub climb: ClimbConfig,
 }
 
@@ -30,6 +32,7 @@ impl AttackConfig {
             grid_points: 16,
             tau_bracket: 3e-6,
             tau_width: 1e-7,
+            seed_seconds: None,
             climb: ClimbConfig::default(),
         }
     }
@@ -58,6 +61,9 @@ pub struct CaseReport {
     /// "quasi_adversarial" when step 2 succeeded; otherwise where it stopped.
     pub status: String,
     pub alpha: Option<f64>,
+    /// Width of step 1's final bracket (≤ `alpha_width` unless the seed's
+    /// time ran out).
+    pub alpha_bracket: Option<f64>,
     pub x0: Option<Vec<f32>>,
     pub tau_w: Option<f64>,
     pub tau0: Option<f64>,
@@ -82,6 +88,7 @@ impl CaseReport {
             verifier: verifier.to_string(),
             status: String::new(),
             alpha: None,
+            alpha_bracket: None,
             x0: None,
             tau_w: None,
             tau0: None,
@@ -133,16 +140,18 @@ fn scaled(x: &[f32], alpha: f64) -> Vec<f32> {
 }
 
 /// Step 1: the brightness α in [0, 1] where the verifier's claim flips, to
-/// within `alpha_width`: robust at α, not at α − δ. A timeout inside the
-/// bisection switches to a grid over the current bracket.
+/// within `alpha_width`: robust at α = `hi`, not at `lo`. A timeout inside
+/// the bisection switches to a grid over the current bracket; the deadline
+/// ends the search with the bracket it reached.
 pub fn brightness_search(
     v: &dyn Verifier,
     g: &Graph,
     seed: &[f32],
     label: usize,
     cfg: &AttackConfig,
+    deadline: Deadline,
     progress: &dyn Fn(String),
-) -> Result<Option<f64>> {
+) -> Result<Option<(f64, f64)>> {
     // The grid fallback revisits points the bisection asked about.
     let asked = std::cell::RefCell::new(Vec::<(f64, Claim)>::new());
     let claim = |a: f64| -> Result<Claim> {
@@ -162,18 +171,18 @@ pub fn brightness_search(
         return Ok(None);
     }
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
-    while hi - lo > cfg.alpha_width {
+    while hi - lo > cfg.alpha_width && !deadline.expired() {
         let mid = 0.5 * (lo + hi);
         match claim(mid)? {
             Claim::Robust => hi = mid,
             Claim::NotRobust => lo = mid,
-            Claim::Timeout => match grid_bracket(&claim, lo, hi, cfg.grid_points)? {
-                Some((l, h)) if h - l < hi - lo => (lo, hi) = (l, h),
+            Claim::Timeout => match grid_bracket(&claim, lo, hi, cfg.grid_points, deadline)? {
+                (l, h) if h - l < hi - lo => (lo, hi) = (l, h),
                 _ => break,
             },
         }
     }
-    Ok(Some(hi))
+    Ok(Some((lo, hi)))
 }
 
 /// The narrowest (not robust, robust) neighbours on a grid over [lo, hi].
@@ -182,22 +191,24 @@ fn grid_bracket(
     lo: f64,
     hi: f64,
     points: usize,
-) -> Result<Option<(f64, f64)>> {
+    deadline: Deadline,
+) -> Result<(f64, f64)> {
     let mut last_not_robust = lo;
-    for k in 1..points {
+    for k in (1..points).take_while(|_| !deadline.expired()) {
         let a = lo + (hi - lo) * k as f64 / points as f64;
         match claim(a)? {
-            Claim::Robust => return Ok(Some((last_not_robust, a))),
+            Claim::Robust => return Ok((last_not_robust, a)),
             Claim::NotRobust => last_not_robust = a,
             Claim::Timeout => {}
         }
     }
-    Ok(Some((last_not_robust, hi)))
+    Ok((last_not_robust, hi))
 }
 
 /// The outcome of step 2.
 pub struct TauSearch {
-    /// The worst (smallest) margin over the ball, by the MILP.
+    /// The worst (smallest) margin over the ball: the MILP's optimum, or
+    /// with branch and bound the smallest margin found (x1's).
     pub tau_w: f64,
     pub tau0: f64,
     pub tau1: f64,
@@ -205,38 +216,72 @@ pub struct TauSearch {
     pub x1: Vec<f64>,
 }
 
-/// Step 2: τ0 < τ1 within `tau_width`, the MILP infeasible at margin ≤ τ0
-/// and feasible at τ1 with the quasi-adversarial point x1, searched in
-/// τ_w ± `tau_bracket` around the worst margin τ_w. None on a solver timeout.
+/// The real-arithmetic complete verifier that finds step 2's points.
+#[derive(Clone, Copy)]
+pub enum Finder<'a> {
+    /// MIPVerify's MILP: the worst margin τ_w by its `worst` objective,
+    /// then decision queries in τ_w ± `tau_bracket`.
+    Milp(&'a MilpVerifier),
+    /// β-CROWN branch and bound in real arithmetic: decision queries from
+    /// [0, the margin of a first point], each found point lowering the top.
+    Bab(&'a PipelineVerifier<'a>),
+}
+
+/// Step 2: τ0 < τ1 within `tau_width` (or as near as the deadline allows),
+/// no input of margin ≤ τ0 (the finder's claim) and the quasi-adversarial
+/// point x1 of margin ≤ τ1. None on a solver timeout.
 pub fn tau_search(
-    milp: &MilpVerifier,
+    finder: Finder,
     g: &Graph,
     x0: &[f32],
     label: usize,
     cfg: &AttackConfig,
+    deadline: Deadline,
 ) -> Result<Option<TauSearch>> {
-    let s = milp.setup(g, x0, label)?;
-    let Search::Found { value: tau_w, .. } = milp.search(&s, None)? else {
+    match finder {
+        Finder::Milp(milp) => {
+            let s = milp.setup(g, x0, label)?;
+            let Search::Found { value: tau_w, .. } = milp.search(&s, None)? else {
+                return Ok(None);
+            };
+            let bracket = (tau_w - cfg.tau_bracket, tau_w + cfg.tau_bracket);
+            let below = |c| milp.search(&s, Some(c));
+            bisect_tau(&below, bracket, Some(tau_w), cfg, deadline)
+        }
+        Finder::Bab(bab) => {
+            let below = |c| bab.below(g, x0, label, c);
+            bisect_tau(&below, (0.0, f64::MAX), None, cfg, deadline)
+        }
+    }
+}
+
+/// Bisection of τ in `(lo, hi)`: `below(lo)` must be infeasible and
+/// `below(hi)` must find a point; a found point's margin lowers the top.
+fn bisect_tau(
+    below: &dyn Fn(f64) -> Result<Search>,
+    (mut lo, hi): (f64, f64),
+    tau_w: Option<f64>,
+    cfg: &AttackConfig,
+    deadline: Deadline,
+) -> Result<Option<TauSearch>> {
+    let Search::Found { value, x, .. } = below(hi)? else {
         return Ok(None);
     };
-    let (mut lo, mut hi) = (tau_w - cfg.tau_bracket, tau_w + cfg.tau_bracket);
-    let Search::Found { x, .. } = milp.search(&s, Some(hi))? else {
-        return Ok(None);
-    };
-    let mut x1 = x;
-    if !matches!(milp.search(&s, Some(lo))?, Search::Infeasible) {
+    let (mut hi, mut x1) = (value.min(hi), x);
+    if !matches!(below(lo)?, Search::Infeasible) {
         return Ok(None);
     }
-    while hi - lo > cfg.tau_width {
+    while hi - lo > cfg.tau_width && !deadline.expired() {
         let mid = 0.5 * (lo + hi);
-        match milp.search(&s, Some(mid))? {
+        match below(mid)? {
             Search::Infeasible => lo = mid,
-            Search::Found { x, .. } => (hi, x1) = (mid, x),
-            Search::Timeout => return Ok(None),
+            Search::Found { value, x, .. } => (hi, x1) = (value.min(mid), x),
+            // Keep the bracket reached: x1 is still a point of margin ≤ τ1.
+            Search::Timeout => break,
         }
     }
     Ok(Some(TauSearch {
-        tau_w,
+        tau_w: tau_w.unwrap_or(hi),
         tau0: lo,
         tau1: hi,
         x1,
@@ -275,7 +320,7 @@ fn claim_name(c: Claim) -> String {
 #[allow(clippy::too_many_arguments)]
 pub fn attack_seed(
     verifier: (&str, &dyn Verifier),
-    milp: &MilpVerifier,
+    finder: Finder,
     g: &Graph,
     engines: &[Engine],
     index: usize,
@@ -285,12 +330,16 @@ pub fn attack_seed(
     progress: &dyn Fn(String),
 ) -> Result<CaseReport> {
     let mut r = CaseReport::new(index, label, cfg.eps, verifier.0);
-    let Some(alpha) = brightness_search(verifier.1, g, seed, label, cfg, progress)? else {
+    let deadline = cfg
+        .seed_seconds
+        .map_or(Deadline::none(), Deadline::after_secs);
+    let search = brightness_search(verifier.1, g, seed, label, cfg, deadline, progress)?;
+    let Some((alpha_lo, alpha)) = search else {
         r.status = "no_quasi_safe".into();
         return Ok(r);
     };
     let x0 = scaled(seed, alpha);
-    r.alpha = Some(alpha);
+    (r.alpha, r.alpha_bracket) = (Some(alpha), Some(alpha - alpha_lo));
     r.x0 = Some(x0.clone());
     r.claim_x0 = Some(claim_name(verifier.1.claim(g, &x0, label)?));
     progress("step 2: τ search".into());
@@ -299,7 +348,7 @@ pub fn attack_seed(
         tau0,
         tau1,
         x1,
-    }) = tau_search(milp, g, &x0, label, cfg)?
+    }) = tau_search(finder, g, &x0, label, cfg, deadline)?
     else {
         r.status = "solver_timeout".into();
         return Ok(r);

@@ -85,6 +85,33 @@ pub fn random_conv_net(seed: u64) -> Graph {
     g
 }
 
+/// Three convolutions (asymmetric pads, stride 2, groups, dilation) with
+/// ReLU and leaky ReLU between them, then a linear layer: the conv chains
+/// back-substitution keeps as patches.
+pub fn random_conv_chain(seed: u64) -> Graph {
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut g = Graph::with_input("x", vec![1, 2, 12, 12]);
+    let conv = |r: &mut rand::rngs::StdRng, oc, icg, k, w: Window2d, groups| Op::Conv2d {
+        weight: random_tensor(r, &[oc, icg, k, k], 0.6),
+        bias: Some(random_tensor(r, &[oc], 0.3)),
+        window: w,
+        groups,
+    };
+    let c1 = conv(&mut r, 4, 2, 3, window(3, 2, [1, 0, 2, 1], 1), 1);
+    let mut id = g.push("conv1", c1, vec![0]).unwrap();
+    id = g.push("relu1", Op::Relu, vec![id]).unwrap();
+    let c2 = conv(&mut r, 4, 2, 2, window(2, 1, [1, 2, 0, 1], 2), 2);
+    id = g.push("conv2", c2, vec![id]).unwrap();
+    id = g
+        .push("leaky", Op::LeakyRelu { alpha: 0.1 }, vec![id])
+        .unwrap();
+    let c3 = conv(&mut r, 3, 4, 3, window(3, 2, [1, 1, 1, 1], 1), 1);
+    id = g.push("conv3", c3, vec![id]).unwrap();
+    id = g.push("relu3", Op::Relu, vec![id]).unwrap();
+    flatten_then_linear(&mut g, &mut r, id, 5, 0.5);
+    g
+}
+
 /// A residual net: conv, add of two branches, sub, concat, transpose, linear.
 pub fn random_residual_net(seed: u64) -> Graph {
     let mut r = rand::rngs::StdRng::seed_from_u64(seed);

@@ -1,9 +1,10 @@
 //! `nncert fp-attack`: the floating-point attack of fp-exploit-verified-nns.md
 //! (§4.2) on seed images that the verifier claims robust: brightness
-//! bisection to a quasi-safe x0, τ search to a quasi-adversarial x1 (the
-//! real-arithmetic MILP's worst point), hill climbing on every float32
-//! engine, with and without the gap. `--against milp` attacks the
-//! real-arithmetic MILP verifier (MIPVerify's formulation), `--against
+//! bisection to a quasi-safe x0, τ search to a quasi-adversarial x1 (by the
+//! real-arithmetic complete verifier), hill climbing on every float32
+//! engine, with and without the gap. `--against plain` attacks a
+//! real-arithmetic verifier (`--plain milp`: MIPVerify's MILP formulation;
+//! `bab`: β-CROWN branch and bound as α,β-CROWN runs it), `--against
 //! sound` nncert's sound pipeline; every case also records sound mode's
 //! verdict on its x0 (a certified x0 with a successful engine would be a
 //! soundness bug, counted as a violation).
@@ -18,8 +19,8 @@ use nncert_bounds::Soundness;
 use nncert_data::Dataset;
 use nncert_exec::{all_engines, Engine, EngineKind};
 use nncert_fpattack::climb::ClimbConfig;
-use nncert_fpattack::oracle::{Claim, MilpVerifier, SoundVerifier, Verifier};
-use nncert_fpattack::pipeline::{attack_seed, audit, AttackConfig, CaseReport};
+use nncert_fpattack::oracle::{Claim, MilpVerifier, PipelineVerifier, Verifier};
+use nncert_fpattack::pipeline::{attack_seed, audit, AttackConfig, CaseReport, Finder};
 use nncert_model::Graph;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -29,9 +30,21 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Against {
-    Milp,
+    /// The plain (real-arithmetic) verifier chosen by `--plain`.
+    Plain,
+    /// nncert's sound mode.
     Sound,
     Both,
+}
+
+/// The real-arithmetic complete verifier: attacked as the plain verifier,
+/// and the attacker's tool for the seeds and step 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Plain {
+    /// MIPVerify's MILP formulation.
+    Milp,
+    /// β-CROWN branch and bound, as α,β-CROWN runs it (real arithmetic).
+    Bab,
 }
 
 #[derive(Parser)]
@@ -45,7 +58,7 @@ pub struct FpAttackArgs {
     /// L∞ radius.
     #[arg(long, default_value_t = 0.1)]
     eps: f64,
-    /// Seed images to attack (drawn among those the MILP verifier claims robust).
+    /// Seed images to attack (drawn among those the plain verifier claims robust).
     #[arg(long, default_value_t = 32)]
     seeds: usize,
     /// Draw seed images from the first N test images.
@@ -57,6 +70,9 @@ pub struct FpAttackArgs {
     /// The verifier attacked.
     #[arg(long, value_enum, default_value_t = Against::Both)]
     against: Against,
+    /// The real-arithmetic complete verifier.
+    #[arg(long, value_enum, default_value_t = Plain::Bab)]
+    plain: Plain,
     #[arg(long, value_enum, default_value_t = SolverArg::Cbc)]
     milp_solver: SolverArg,
     /// Seconds per MILP solve.
@@ -65,9 +81,13 @@ pub struct FpAttackArgs {
     /// The MILP's big-M constants (MIPVerify tightens them: lp).
     #[arg(long, value_enum, default_value_t = BigMArg::Lp)]
     milp_tightening: BigMArg,
-    /// Seconds per call of the sound verifier.
+    /// Seconds per call of nncert's branch and bound (plain or sound).
     #[arg(long, default_value_t = 10.0)]
-    sound_timeout: f64,
+    bab_timeout: f64,
+    /// Seconds for steps 1 and 2 of one seed; when they run out, the
+    /// brackets reached so far are kept (reported in each case's JSON).
+    #[arg(long, default_value_t = 100.0)]
+    seed_seconds: f64,
     /// Hill-climbing sweeps over all tiles (the paper: 1000).
     #[arg(long, default_value_t = 1000)]
     sweeps: usize,
@@ -89,7 +109,7 @@ struct Row {
 
 pub fn run(a: FpAttackArgs) -> CliResult {
     let solver = a.milp_solver.solver();
-    if !solver.available() {
+    if a.plain == Plain::Milp && !solver.available() {
         return Err(UserError(
             "--milp-solver cbc: this build has no CBC (rebuild with `--features cbc`, or pass --milp-solver microlp)".into(),
         ));
@@ -121,10 +141,15 @@ pub fn run(a: FpAttackArgs) -> CliResult {
         time_limit: Duration::from_secs_f64(a.milp_timeout),
         big_m: a.milp_tightening.big_m(),
     };
-    let sound = SoundVerifier {
-        eps: a.eps,
-        timeout: a.sound_timeout,
-        engines: &engines,
+    let sound = PipelineVerifier::sound(a.eps, a.bab_timeout, &engines);
+    let bab = PipelineVerifier::real(a.eps, a.bab_timeout);
+    let (plain, finder): (&dyn Verifier, Finder) = match a.plain {
+        Plain::Milp => (&milp, Finder::Milp(&milp)),
+        Plain::Bab => (&bab, Finder::Bab(&bab)),
+    };
+    let plain_name = match a.plain {
+        Plain::Milp => "milp",
+        Plain::Bab => "bab",
     };
     let cfg = AttackConfig {
         climb: ClimbConfig {
@@ -132,14 +157,15 @@ pub fn run(a: FpAttackArgs) -> CliResult {
             seed: a.seed,
             ..ClimbConfig::default()
         },
+        seed_seconds: Some(a.seed_seconds),
         ..AttackConfig::paper(a.eps)
     };
-    let seeds = pick_seeds(&g, &ds, &milp, &a)?;
+    let seeds = pick_seeds(&g, &ds, plain, &a)?;
     let mut verifiers: Vec<(&str, &dyn Verifier)> = Vec::new();
     if a.against != Against::Sound {
-        verifiers.push(("milp", &milp));
+        verifiers.push((plain_name, plain));
     }
-    if a.against != Against::Milp {
+    if a.against != Against::Plain {
         verifiers.push(("sound", &sound));
     }
     let bar = ProgressBar::new((seeds.len() * verifiers.len()) as u64);
@@ -161,7 +187,7 @@ pub fn run(a: FpAttackArgs) -> CliResult {
             let image = ds.image(index);
             let mut r = attack_seed(
                 (name, v),
-                &milp,
+                finder,
                 &g,
                 &engines,
                 index,
@@ -193,12 +219,12 @@ pub fn run(a: FpAttackArgs) -> CliResult {
     Ok(())
 }
 
-/// Correctly classified test images the MILP verifier claims robust, in a
+/// Correctly classified test images the plain verifier claims robust, in a
 /// seeded random order, until `--seeds` are found.
 fn pick_seeds(
     g: &Graph,
     ds: &Dataset,
-    milp: &MilpVerifier,
+    plain: &dyn Verifier,
     a: &FpAttackArgs,
 ) -> CliResult<Vec<(usize, usize)>> {
     let mut order: Vec<usize> = (0..a.pool.min(ds.len())).collect();
@@ -215,7 +241,7 @@ fn pick_seeds(
             .max_by(|&p, &q| y[p].total_cmp(&y[q]))
             .unwrap_or(0);
         let label = ds.labels[i] as usize;
-        if predicted == label && milp.claim(g, ds.image(i), label)? == Claim::Robust {
+        if predicted == label && plain.claim(g, ds.image(i), label)? == Claim::Robust {
             seeds.push((i, label));
         }
     }
