@@ -94,6 +94,19 @@ pub(crate) fn optimise_row(
     Ok((best[0], trace))
 }
 
+impl Multipliers {
+    /// No slopes, and `betas[k]` as the multiplier of `splits[k]` (an exact
+    /// leaf's LP dual, which has no unstable neuron to give a slope).
+    pub fn of_splits(nb: &NetworkBounds, splits: &[ReluSplit], betas: &[f64]) -> Multipliers {
+        let mut m = Multipliers::default();
+        for (sp, &b) in splits.iter().zip(betas) {
+            let n = nb.nodes[sp.pre].len();
+            m.betas.entry(sp.pre).or_insert_with(|| vec![0.0; n])[sp.index] = b;
+        }
+        m
+    }
+}
+
 impl From<Trace> for Multipliers {
     fn from(trace: Trace) -> Self {
         Multipliers {

@@ -4,11 +4,14 @@
 //! from splitting it, and the input point where the bound is attained.
 
 use crate::alpha::{minimisers, optimise_row, Multipliers};
-use crate::interval::Region;
+use crate::fp::Soundness;
+use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Slopes};
-use crate::propagate::{interval_lower, NetworkBounds, ReluSplit};
-use crate::{BoundConfig, BoundsError};
-use nncert_model::{Graph, Op};
+use crate::propagate::{
+    backsubstitute, box_min_of, interval_lower, NetworkBounds, ReluSplit, Trace,
+};
+use crate::{BoundConfig, BoundsError, Method};
+use nncert_model::{Graph, NodeId, Op};
 
 pub struct RowBound {
     /// Lower bound of `spec · y` over the subdomain.
@@ -79,4 +82,60 @@ pub fn bound_for_branching(
         minimiser,
         multipliers: trace.into(),
     })
+}
+
+/// `coeffs · x + constant` over the input.
+#[derive(Clone, Debug)]
+pub struct AffineForm {
+    pub coeffs: Vec<f64>,
+    pub constant: f64,
+}
+
+/// On a subdomain where no ReLU is unstable (every one fixed by its bounds
+/// or a split) the network is affine on the input: the spec row's form and
+/// each split neuron's input's form (in `splits` order), in real
+/// arithmetic. They pose the leaf's exact LP; its multipliers then go back
+/// through `bound_for_branching`, which gives the (sound) bound.
+pub fn leaf_forms(
+    g: &Graph,
+    nb: &NetworkBounds,
+    bbox: &Interval,
+    spec: &[f64],
+    splits: &[ReluSplit],
+) -> Result<(AffineForm, Vec<AffineForm>), BoundsError> {
+    let cfg = BoundConfig {
+        intersect_ibp: false,
+        ..BoundConfig::new(Method::Crown, Soundness::Real)
+    };
+    let region = Region {
+        bbox: bbox.clone(),
+        ball: None,
+    };
+    let forms = |node: NodeId, rows: &[f64], s: usize| -> Result<Vec<AffineForm>, BoundsError> {
+        let mut trace = Trace {
+            coeffs: Some(vec![None; node + 1]),
+            ..Trace::default()
+        };
+        let values = backsubstitute(g, node, nb, &region, &cfg, rows, s, &mut trace)?;
+        let n = bbox.len();
+        let coeffs = trace.coeffs.and_then(|c| c[g.input].clone());
+        let coeffs = coeffs.unwrap_or_else(|| vec![0.0; s * n]);
+        // The bound is the box minimum plus the constant: subtract the former.
+        Ok(coeffs
+            .chunks(n)
+            .zip(values)
+            .map(|(a, v)| AffineForm {
+                coeffs: a.to_vec(),
+                constant: v - box_min_of(a, &bbox.lo, &bbox.hi).0,
+            })
+            .collect())
+    };
+    let objective = forms(g.output, spec, 1)?.remove(0);
+    let mut split_forms = Vec::with_capacity(splits.len());
+    for sp in splits {
+        let mut row = vec![0.0; nb.nodes[sp.pre].len()];
+        row[sp.index] = 1.0;
+        split_forms.extend(forms(sp.pre, &row, 1)?);
+    }
+    Ok((objective, split_forms))
 }

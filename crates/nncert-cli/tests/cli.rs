@@ -648,3 +648,56 @@ fn fp_attack_crown_runs_and_checks_its_flags() {
         "expected a value in (0, 0.25)",
     )]);
 }
+
+/// The attack end to end on the embedded model against the plain β-CROWN
+/// verifier and sound mode: every case is written, sound mode has no
+/// violation, and a bad budget is a user error.
+#[test]
+fn fp_attack_runs_against_branch_and_bound_and_sound_mode() {
+    let out = tmp("fp-attack");
+    let dir = out.display().to_string();
+    let args = [
+        "fp-attack",
+        "--seeds",
+        "1",
+        "--pool",
+        "8",
+        "--sweeps",
+        "3",
+        "--bab-timeout",
+        "2",
+        "--seed-seconds",
+        "8",
+        "--out",
+        &dir,
+    ];
+    let o = nncert(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let rows = summary["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["verifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bab", "sound"]);
+    for r in rows {
+        assert_eq!(r["tested"], 1);
+        assert_eq!(r["sound_violations"], 0);
+    }
+    let cases = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    assert_eq!(cases, 3, "two cases and the summary");
+    assert_user_errors(&[(
+        vec!["fp-attack", "--seed-seconds", "0", "--out", &dir],
+        "--seed-seconds 0: expected a positive number",
+    )]);
+}

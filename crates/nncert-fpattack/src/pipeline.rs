@@ -58,7 +58,9 @@ pub struct CaseReport {
     pub label: usize,
     pub eps: f64,
     pub verifier: String,
-    /// "quasi_adversarial" when step 2 succeeded; otherwise where it stopped.
+    /// "quasi_adversarial" when step 2 succeeded; otherwise where it stopped
+    /// ("no_quasi_safe", "solver_timeout", "tau_unresolved": x1 found but
+    /// its margin not within `tau_bracket` of a proven bound).
     pub status: String,
     pub alpha: Option<f64>,
     /// Width of step 1's final bracket (≤ `alpha_width` unless the seed's
@@ -357,19 +359,43 @@ pub fn attack_seed(
     let mut x1: Vec<f32> = x1.iter().map(|&v| v as f32).collect();
     project(&mut x1, &lo, &hi);
     (r.tau_w, r.tau0, r.tau1, r.x1) = (Some(tau_w), Some(tau0), Some(tau1), Some(x1.clone()));
+    // Quasi-adversarial: x1's margin within the paper's bracket of a proven
+    // lower bound. Wider (the decisions timed out), climbing from x1 is futile.
+    if tau1 - tau0 > cfg.tau_bracket {
+        r.status = "tau_unresolved".into();
+        return Ok(r);
+    }
     r.status = "quasi_adversarial".into();
     let gapped = with_gap(g, label, tau0)?;
     let gap_claim = verifier.1.claim(&gapped, &x0, label)?;
     r.claim_x0_gap = Some(claim_name(gap_claim));
     let claimed = r.claim_x0.as_deref() == Some("robust");
-    for e in engines {
-        progress(format!("step 3: hill climbing on {}", e.kind().name()));
-        let plain = hill_climb(e, g, &x1, (&lo, &hi), label, &cfg.climb)?;
-        let gap = if gap_claim == Claim::Robust {
-            Some(hill_climb(e, &gapped, &x1, (&lo, &hi), label, &cfg.climb)?.loss)
-        } else {
-            None
-        };
+    progress(format!(
+        "step 3: hill climbing on {} engines",
+        engines.len()
+    ));
+    // The climbs are independent: one thread per engine and network.
+    let (start, bounds, gapped) = (x1.as_slice(), (lo.as_slice(), hi.as_slice()), &gapped);
+    let climbs = std::thread::scope(|scope| {
+        let jobs: Vec<_> = engines
+            .iter()
+            .map(|e| {
+                let climb = move |net| move || hill_climb(e, net, start, bounds, label, &cfg.climb);
+                let gap = (gap_claim == Claim::Robust).then(|| scope.spawn(climb(gapped)));
+                (scope.spawn(climb(g)), gap)
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|(plain, gap)| {
+                let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+                    h.join().expect("a climb thread panicked")
+                };
+                Ok((join(plain)?, gap.map(join).transpose()?))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    for (e, (plain, gap)) in engines.iter().zip(climbs) {
+        let gap = gap.map(|c: crate::climb::Climb| c.loss);
         r.engines.push(EngineResult {
             engine: e.kind().name().to_string(),
             cw_loss: plain.loss,

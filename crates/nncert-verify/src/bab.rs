@@ -17,11 +17,14 @@
 //! in 0.2 s that depth-first search missed in 5 s); a cap on the stored
 //! bounds and the deadline end the search early.
 //!
-//! Gradient ascent need not reach the optimal multipliers, so a subdomain
-//! with every neuron split may stay open: the search then answers
-//! `Unknown`, never `Proved`.
+//! A subdomain left with no unstable neuron is an exact leaf (`leaf`): its
+//! LP's dual multipliers, evaluated by β-CROWN's sound bound, close it or
+//! its LP minimiser refutes the row; if neither (a solver failure, or a
+//! minimiser some engine does not confirm), it stays open and the search
+//! answers `Unknown`, never `Proved`.
 
 use crate::attack::descend_from;
+use crate::leaf::{decide_leaf, Leaf};
 use crate::witness::f32_point_inside;
 use crate::{Counterexample, Models, Outcome, Result};
 use nncert_bounds::{
@@ -197,6 +200,13 @@ fn examine(
     let lower = rb.lower.max(inherited);
     if lower > q.rhs {
         return Ok(Examined::Closed);
+    }
+    if rb.candidates.is_empty() {
+        match decide_leaf(m, q, &cfg.bounds, &splits, &bounds)? {
+            Leaf::Closed => return Ok(Examined::Closed),
+            Leaf::Refuted(ce) => return Ok(Examined::Refuted(ce)),
+            Leaf::Open => {}
+        }
     }
     if let Some(x) = f32_point_inside(&rb.minimiser, &q.set.bounding_box()) {
         if let Some(ce) = m.confirm(q.property, &[x])? {

@@ -5,6 +5,7 @@
 //! - `attack`: PGD (L∞, L2, L1) with restarts on one linear margin.
 //! - `bab`: branch and bound on ReLU neurons, CROWN bounds per subdomain.
 //! - `input_split`: branch and bound on the input box (few input dimensions).
+//! - `leaf`: exact leaves of ReLU branch and bound (LP dual → β-CROWN bound).
 //! - `milp`: MIPVerify's MILP formulation through good_lp (microlp, or CBC).
 //! - `robustness`: the per-image pipeline with target-label guidance
 //!   (attack → incomplete → complete, one label at a time).
@@ -12,6 +13,7 @@
 pub mod attack;
 pub mod bab;
 pub mod input_split;
+pub mod leaf;
 pub mod milp;
 pub mod robustness;
 pub mod witness;

@@ -120,6 +120,12 @@ pub fn run(a: FpAttackArgs) -> CliResult {
             a.eps
         )));
     }
+    if a.seed_seconds.is_nan() || a.seed_seconds <= 0.0 {
+        return Err(UserError(format!(
+            "--seed-seconds {}: expected a positive number",
+            a.seed_seconds
+        )));
+    }
     let loaded = match &a.model {
         Some(p) => nncert_model::load_model(existing(p)?)?,
         None => embedded::model(),
