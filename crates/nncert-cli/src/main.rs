@@ -42,7 +42,7 @@ enum Command {
     /// VNN-COMP tool contract: MODEL SPEC → sat/unsat/timeout/unknown/error in --out.
     Vnncomp(commands::vnncomp::VnncompArgs),
     /// The floating-point attack on verified networks (fp-exploit paper) against
-    /// the real-arithmetic MILP verifier and against sound mode.
+    /// a real-arithmetic verifier (branch and bound or MILP) and against sound mode.
     FpAttack(commands::fp_attack::FpAttackArgs),
     /// §5 of the fp-exploit paper: real-arithmetic CROWN fooled by float32 on a 13×13 network.
     FpAttackCrown(commands::fp_attack::FpAttackCrownArgs),

@@ -5,7 +5,8 @@
 //! - `perturbation`: the float32 box of inputs that satisfy `‖x − x0‖∞ ≤ ε`
 //!   (and [0, 1]) read in float32 and in float64 (Appendix A).
 //! - `oracle`: the verifiers attacked: the real-arithmetic MILP (MIPVerify's
-//!   formulation, "worst" objective and τ queries) and nncert's sound pipeline.
+//!   formulation, "worst" objective and τ queries), real-arithmetic β-CROWN
+//!   branch and bound (decision queries), and nncert's sound pipeline.
 //! - `climb`: hill climbing on 4×4 tiles with U(−u, u) perturbations (Appendix A).
 //! - `incomplete`: §5's 13×13 network on which real-arithmetic CROWN is
 //!   fooled by float32, and the attack on it.

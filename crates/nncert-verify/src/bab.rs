@@ -44,6 +44,11 @@ pub struct BabConfig {
     pub bounds: BoundConfig,
     /// Most f64 values the queued subdomains' bounds may hold (memory cap).
     pub max_stored_values: usize,
+    /// Adam steps of β-CROWN on a child subdomain, warm-started from its
+    /// parent's slopes and multipliers (the root takes `bounds`'). Fewer
+    /// steps, more subdomains: on relu_stable's 11 hardest of the first 1000
+    /// images (20 s each) 5 steps decided 3, 20 decided 2, 2 and 50 fewer.
+    pub child_iterations: usize,
 }
 
 impl BabConfig {
@@ -51,6 +56,7 @@ impl BabConfig {
         BabConfig {
             bounds,
             max_stored_values: 1 << 27,
+            child_iterations: 5,
         }
     }
 }
@@ -191,6 +197,11 @@ fn examine(
 ) -> Result<Examined> {
     let row_cfg = BoundConfig {
         alpha_stop_above: Some(q.rhs),
+        alpha_iterations: if splits.is_empty() {
+            cfg.bounds.alpha_iterations
+        } else {
+            cfg.child_iterations
+        },
         ..cfg.bounds
     };
     let rb = bound_for_branching(
