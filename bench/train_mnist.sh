@@ -22,8 +22,8 @@ eval_run() { # DIR EPS
 
 case "$WHICH" in
   small01)
-    "$NNCERT" train --data "$DATA" --arch small --epochs 10 --warmup-epochs 1 --ramp-epochs 4 \
-      --eps-train 0.2 --eps-test 0.1 --lr-decay-at 0.7,0.9 --max-minutes 20 --out "$OUT/small-ibp-0.1"
+    "$NNCERT" train --data "$DATA" --arch small --epochs 15 --warmup-epochs 1 --ramp-epochs 5 \
+      --eps-train 0.2 --eps-test 0.1 --lr-decay-at 0.7,0.9 --eval-count 200 --max-minutes 20 --out "$OUT/small-ibp-0.1"
     eval_run "$OUT/small-ibp-0.1" 0.1
     ;;
   eps04)

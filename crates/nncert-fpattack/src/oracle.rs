@@ -293,6 +293,7 @@ impl Verifier for PipelineVerifier<'_> {
             complete: CompleteEngine::BranchAndBound,
             milp_solver: MilpSolver::MicroLp,
             milp_big_m: BigM::Propagated,
+            bab_workers: 1,
         };
         let x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
         Ok(

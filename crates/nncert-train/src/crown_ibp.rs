@@ -2,8 +2,9 @@
 //! CROWN backward pass from the margin specification `z_y − z_t` to the
 //! input box, with CROWN-Ada's ReLU relaxation (upper: the chord; lower:
 //! slope 1 when u > −l, else 0). Differentiable end to end in candle; convs
-//! go backward as transposed convolutions.
+//! go backward as transposed convolutions (im2col GEMMs, `conv.rs`).
 
+use crate::conv::conv2d_transpose;
 use crate::loss::onehot;
 use crate::net::{IbpBounds, Layer, Net};
 use crate::Result;
@@ -53,9 +54,8 @@ pub fn crown_ibp_margins(net: &Net, b: &IbpBounds, y: &Tensor) -> Result<Tensor>
             }
             Layer::Conv { w, b: bb, stride } => {
                 let bias = (bias + sum_rest(&a.broadcast_mul(&bb.reshape((1, (), 1, 1))?)?)?)?;
-                let (kh, h_out) = (w.dims()[2], a.dims()[2]);
-                let pad = shapes[k][1] - ((h_out - 1) * stride + kh);
-                (a.conv_transpose2d(w, 0, pad, *stride, 1)?, bias)
+                let input = [shapes[k][1], shapes[k][2]];
+                (conv2d_transpose(&a, w, *stride, input)?, bias)
             }
         };
         if k > 0 {

@@ -5,6 +5,7 @@
 //! (clean, PGD, and verified error by nncert-bounds' IBP and CROWN).
 
 pub mod adam;
+pub mod conv;
 pub mod crown_ibp;
 pub mod eval;
 pub mod loss;

@@ -105,7 +105,11 @@ fn bound_loss(net: &Net, x: &Tensor, y: &Tensor, w: LossWeights, beta: f64) -> R
     let robust = cross_entropy(&worst, y)?;
     let total = ((&nominal * w.kappa)? + (&robust * (1.0 - w.kappa))?)?;
     let total = (total + (&bounds.hidden_size * w.lambda)?)?;
-    let total = (total + (&bounds.relu_stability * w.relu_stability)?)?;
+    let total = if w.relu_stability > 0.0 {
+        (total + (bounds.relu_stability()? * w.relu_stability)?)?
+    } else {
+        total
+    };
     Ok(LossParts {
         total,
         nominal,

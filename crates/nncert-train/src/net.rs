@@ -3,6 +3,7 @@
 //! fixed input-normalisation layer; their forward pass, their interval
 //! bounds (IBP, §3.2), and their conversion to and from nncert's graph.
 
+use crate::conv::conv2d;
 use crate::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, Var, D};
 use nncert_model::passes::{canonicalize, PassOptions};
@@ -119,14 +120,25 @@ pub struct IbpBounds {
     /// Σ over hidden layers of the mean over their neurons of (z̄ − z̲)²,
     /// averaged over the batch (the constrained-IBP term, §3.3).
     pub hidden_size: Tensor,
-    /// Xiao et al.'s ReLU-stability loss, Σ over hidden layers of the mean
-    /// over their neurons of −tanh(1 + z̲·z̄) (low when l·u > 0: stable),
-    /// averaged over the batch.
-    pub relu_stability: Tensor,
     /// The normalised input box, then each hidden layer's pre-activation
     /// bounds (what CROWN-IBP's backward pass relaxes).
     pub input: (Tensor, Tensor),
     pub pre_activation: Vec<(Tensor, Tensor)>,
+}
+
+impl IbpBounds {
+    /// Xiao et al.'s ReLU-stability loss, Σ over hidden layers of the mean
+    /// over their neurons of −tanh(1 + z̲·z̄) (low when l·u > 0: stable),
+    /// averaged over the batch. Computed on demand: its tanh costs ~6% of
+    /// a training step when unused.
+    pub fn relu_stability(&self) -> Result<Tensor> {
+        let mut total = Tensor::zeros((), self.lo.dtype(), self.lo.device())?;
+        for (l, u) in &self.pre_activation {
+            let rs = ((l * u)? + 1.0)?.tanh()?.neg()?.flatten_from(1)?;
+            total = (total + rs.mean(D::Minus1)?.mean_all()?)?;
+        }
+        Ok(total)
+    }
 }
 
 fn uniform(r: &mut StdRng, shape: &[usize], bound: f32) -> Result<Var> {
@@ -244,9 +256,9 @@ impl Net {
         let last = self.layers.len() - 1;
         for (k, layer) in self.layers.iter().enumerate() {
             h = match layer {
-                Layer::Conv { w, b, stride } => h
-                    .conv2d(w, 0, *stride, 1, 1)?
-                    .broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                Layer::Conv { w, b, stride } => {
+                    conv2d(&h, w, *stride)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?
+                }
                 Layer::Dense { w, b } => h.flatten_from(1)?.matmul(&w.t()?)?.broadcast_add(b)?,
             };
             if k < last {
@@ -265,16 +277,14 @@ impl Net {
         let mut mid = ((&lo + &hi)? * 0.5)?;
         let mut rad = ((&hi - &lo)? * 0.5)?;
         let mut hidden_size = Tensor::zeros((), x.dtype(), x.device())?;
-        let mut relu_stability = Tensor::zeros((), x.dtype(), x.device())?;
         let mut pre_activation = Vec::new();
         let input = (lo.clone(), hi.clone());
         let last = self.layers.len() - 1;
         for (k, layer) in self.layers.iter().enumerate() {
             (mid, rad) = match layer {
                 Layer::Conv { w, b, stride } => (
-                    mid.conv2d(w, 0, *stride, 1, 1)?
-                        .broadcast_add(&b.reshape((1, (), 1, 1))?)?,
-                    rad.conv2d(&w.abs()?, 0, *stride, 1, 1)?,
+                    conv2d(&mid, w, *stride)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                    conv2d(&rad, &w.abs()?, *stride)?,
                 ),
                 Layer::Dense { w, b } => (
                     mid.flatten_from(1)?.matmul(&w.t()?)?.broadcast_add(b)?,
@@ -283,8 +293,6 @@ impl Net {
             };
             if k < last {
                 let (l, u) = ((&mid - &rad)?, (&mid + &rad)?);
-                let rs = ((&l * &u)? + 1.0)?.tanh()?.neg()?.flatten_from(1)?;
-                relu_stability = (relu_stability + rs.mean(D::Minus1)?.mean_all()?)?;
                 pre_activation.push((l, u));
                 let lo = (&mid - &rad)?.relu()?;
                 let hi = (&mid + &rad)?.relu()?;
@@ -298,7 +306,6 @@ impl Net {
             lo: (&mid - &rad)?,
             hi: (mid + rad)?,
             hidden_size,
-            relu_stability,
             input,
             pre_activation,
         })

@@ -17,6 +17,11 @@
 //! in 0.2 s that depth-first search missed in 5 s); a cap on the stored
 //! bounds and the deadline end the search early.
 //!
+//! Subdomains go in batches: each round pops the `workers` lowest, and
+//! their children are split off and bounded on `workers` threads at once;
+//! results are taken in a fixed order, so the search does not depend on
+//! thread timing (only on the deadline).
+//!
 //! A subdomain left with no unstable neuron is an exact leaf (`leaf`): its
 //! LP's dual multipliers, evaluated by β-CROWN's sound bound, close it or
 //! its LP minimiser refutes the row; if neither (a solver failure, or a
@@ -49,6 +54,9 @@ pub struct BabConfig {
     /// steps, more subdomains: on relu_stable's 11 hardest of the first 1000
     /// images (20 s each) 5 steps decided 3, 20 decided 2, 2 and 50 fewer.
     pub child_iterations: usize,
+    /// Subdomains split per round, their children bounded on this many
+    /// threads (1: one at a time on the calling thread).
+    pub workers: usize,
 }
 
 impl BabConfig {
@@ -57,6 +65,7 @@ impl BabConfig {
             bounds,
             max_stored_values: 1 << 27,
             child_iterations: 5,
+            workers: 1,
         }
     }
 }
@@ -131,8 +140,14 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
     };
     let mut queue = BinaryHeap::new();
     let mut stored = 0;
-    let start = (Vec::new(), root, f64::NEG_INFINITY);
-    match examine(m, q, cfg, start, &Multipliers::default(), stats)? {
+    stats.subdomains += 1;
+    match examine(
+        m,
+        q,
+        cfg,
+        (Vec::new(), root, f64::NEG_INFINITY),
+        &Multipliers::default(),
+    )? {
         Examined::Closed => return Ok(Outcome::Proved),
         Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
         Examined::Open(sub) => {
@@ -141,23 +156,36 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
         }
     }
     let mut open_leaf = false;
-    while let Some(sub) = queue.pop() {
-        stored -= stored_values(&sub.bounds);
+    while !queue.is_empty() {
         if cfg.bounds.deadline.expired() {
             return Ok(Outcome::Timeout);
         }
-        let Some(split) = sub.branch else {
-            open_leaf = true;
-            continue;
-        };
-        for active in [false, true] {
+        let mut batch = Vec::new();
+        while batch.len() < cfg.workers.max(1) {
+            let Some(sub) = queue.pop() else { break };
+            stored -= stored_values(&sub.bounds);
+            match sub.branch {
+                Some(split) => batch.push((sub, split)),
+                None => open_leaf = true,
+            }
+        }
+        let children: Vec<_> = batch
+            .iter()
+            .flat_map(|(sub, split)| [false, true].map(|active| (sub, *split, active)))
+            .collect();
+        let examined = in_parallel(&children, cfg.workers, |&(sub, split, active)| {
             let mut splits = sub.splits.clone();
             splits.push(ReluSplit { active, ..split });
             let resume = Some((&sub.bounds, split.pre));
-            let Some(bounds) = propagate_split(g, q.region, &cfg.bounds, &splits, resume)? else {
-                continue;
-            };
-            match examine(m, q, cfg, (splits, bounds, sub.lower), &sub.warm, stats)? {
+            match propagate_split(g, q.region, &cfg.bounds, &splits, resume)? {
+                None => Ok(None),
+                Some(b) => examine(m, q, cfg, (splits, b, sub.lower), &sub.warm).map(Some),
+            }
+        });
+        for child in examined {
+            let Some(child) = child? else { continue };
+            stats.subdomains += 1;
+            match child {
                 Examined::Closed => {}
                 Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
                 Examined::Open(child) => {
@@ -177,6 +205,32 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
     })
 }
 
+/// `f` over `items` on up to `workers` scoped threads (contiguous shares),
+/// results in the items' order; with one worker, on the calling thread.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if workers <= 1 || items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let share = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(share)
+            .map(|part| {
+                let f = &f;
+                s.spawn(move || part.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("branch-and-bound worker panicked"))
+            .collect()
+    })
+}
+
 enum Examined {
     /// The bound proves the row on the subdomain.
     Closed,
@@ -193,7 +247,6 @@ fn examine(
     cfg: &BabConfig,
     (splits, bounds, inherited): (Vec<ReluSplit>, NetworkBounds, f64),
     warm: &Multipliers,
-    stats: &mut BabStats,
 ) -> Result<Examined> {
     let row_cfg = BoundConfig {
         alpha_stop_above: Some(q.rhs),
@@ -207,7 +260,6 @@ fn examine(
     let rb = bound_for_branching(
         m.bounded, &bounds, q.region, &row_cfg, q.spec, &splits, warm,
     )?;
-    stats.subdomains += 1;
     let lower = rb.lower.max(inherited);
     if lower > q.rhs {
         return Ok(Examined::Closed);

@@ -41,6 +41,8 @@ pub struct PipelineConfig {
     pub complete: CompleteEngine,
     pub milp_solver: MilpSolver,
     pub milp_big_m: BigM,
+    /// Threads of branch and bound ([`BabConfig::workers`]).
+    pub bab_workers: usize,
 }
 
 #[derive(Debug)]
@@ -283,7 +285,11 @@ fn branch_and_bound(
         deadline,
         ..cfg.bounds
     };
-    let (outcome, stats) = prove_row(m, &image.problem(p, row), &BabConfig::new(crown))?;
+    let bab = BabConfig {
+        workers: cfg.bab_workers,
+        ..BabConfig::new(crown)
+    };
+    let (outcome, stats) = prove_row(m, &image.problem(p, row), &bab)?;
     result.subdomains += stats.subdomains;
     if matches!(outcome, Outcome::Proved | Outcome::Counterexample(_)) {
         result.settled_by = Some(Stage::BranchAndBound);

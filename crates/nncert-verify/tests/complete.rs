@@ -307,6 +307,32 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
     );
 }
 
+/// Batched search (two subdomains split per round, their four children
+/// bounded on two threads) decides what the one-at-a-time search decides:
+/// proves `y > min − 0.01` and refutes `y > min + 0.01` on every grid net.
+#[test]
+fn batched_subdomains_decide_like_single_ones() {
+    for_each_grid_net(|seed, m, b, min| {
+        let cfg = BabConfig {
+            workers: 2,
+            ..BabConfig::new(BoundConfig {
+                deadline: nncert_model::Deadline::after_secs(10.0),
+                ..BoundConfig::new(Method::AlphaCrown, Soundness::Float32)
+            })
+        };
+        assert_eq!(
+            decide_on_grid_net(seed, m, b, min - 0.01, true, &cfg),
+            Some(true),
+            "seed {seed}"
+        );
+        assert_eq!(
+            decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg),
+            Some(false),
+            "seed {seed}"
+        );
+    });
+}
+
 /// Input splitting on 2-input nets (grid minimum, spacing 0.005): proves
 /// `y > min − 0.02` and refutes `y > min + 0.02` with a confirmed
 /// counterexample, every time, well within the deadline.
@@ -428,6 +454,7 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
                     complete: CompleteEngine::BranchAndBound,
                     milp_solver: MilpSolver::MicroLp,
                     milp_big_m: BigM::Propagated,
+                    bab_workers: 1,
                 };
                 verify_robustness(&m, &x0, label, ball, &cfg).unwrap()
             };

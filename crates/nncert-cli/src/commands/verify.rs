@@ -47,6 +47,9 @@ pub struct VerifyArgs {
     /// unstable neuron by LP (1 s per LP call) before its binary is added.
     #[arg(long, value_enum, default_value_t = BigMArg::Crown)]
     pub milp_tightening: BigMArg,
+    /// Threads of branch and bound per image (subdomains bounded at once).
+    #[arg(long, default_value_t = 1)]
+    pub bab_workers: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -108,6 +111,13 @@ pub fn run(a: VerifyArgs) -> CliResult {
             a.timeout
         )));
     }
+    if a.bab_workers == 0 {
+        return Err(UserError("--bab-workers 0: expected at least one".into()));
+    }
+    if a.bab_workers > 1 && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        // As with --jobs: the workers fill the cores, threaded GEMMs contend.
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
+    }
     if !a.milp_solver.solver().available() {
         return Err(UserError(
             "--milp-solver cbc: this build has no CBC (rebuild with `--features cbc`)".into(),
@@ -154,6 +164,7 @@ fn verify_images(
             complete: a.engine.engine(),
             milp_solver: a.milp_solver.solver(),
             milp_big_m: a.milp_tightening.big_m(),
+            bab_workers: a.bab_workers,
         };
         let report = verify_robustness(&m, x0, label, ball, &cfg)?;
         let lower: Vec<f64> = report.labels.iter().map(|l| l.margin_lower).collect();

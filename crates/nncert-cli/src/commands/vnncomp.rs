@@ -37,6 +37,10 @@ pub struct VnncompArgs {
     /// Seed of the random probes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Threads of branch and bound (subdomains bounded at once); default:
+    /// the machine's cores.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 /// Probes per evaluation batch (the deadline is checked between batches).
@@ -53,6 +57,14 @@ pub fn run(a: VnncompArgs) -> CliResult {
             a.timeout
         )));
     }
+    if a.workers == Some(0) {
+        return Err(UserError("--workers 0: expected at least one".into()));
+    }
+    if workers(&a) > 1 && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        // The workers fill the cores: threaded GEMMs inside them would only
+        // contend. Set before any thread or GEMM starts.
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
+    }
     let result = decide(&a, deadline);
     let text = match &result {
         Ok(r) => r.render(),
@@ -63,6 +75,11 @@ pub fn run(a: VnncompArgs) -> CliResult {
     let r = result?;
     println!("{}", r.keyword());
     Ok(())
+}
+
+fn workers(a: &VnncompArgs) -> usize {
+    a.workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The model and the VNN-LIB property, checked to fit each other.
@@ -115,7 +132,7 @@ fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
         let outcome = if g.input_len() <= MAX_SPLIT_DIM {
             prove_by_splitting(&m, &p, case, &cfg, deadline)?
         } else {
-            match prove_case(&m, &p, case, &cfg, a.seed) {
+            match prove_case(&m, &p, case, &cfg, (a.seed, workers(a))) {
                 Err(nncert_verify::VerifyError::Bounds(BoundsError::Timeout)) => Outcome::Timeout,
                 r => r?,
             }
@@ -147,7 +164,7 @@ fn prove_case(
     p: &Property,
     case: &Case,
     cfg: &BoundConfig,
-    seed: u64,
+    (seed, workers): (u64, usize),
 ) -> nncert_verify::Result<Outcome> {
     let region = Region::of(&case.input, cfg.soundness);
     let nb = propagate(m.bounded, &region, cfg)?;
@@ -183,10 +200,13 @@ fn prove_case(
             return Ok(Outcome::Counterexample(ce));
         }
         // β-CROWN: slopes and split multipliers optimised per subdomain.
-        let bab = BabConfig::new(BoundConfig {
-            method: Method::AlphaCrown,
-            ..*cfg
-        });
+        let bab = BabConfig {
+            workers,
+            ..BabConfig::new(BoundConfig {
+                method: Method::AlphaCrown,
+                ..*cfg
+            })
+        };
         let row = RowProblem {
             property: p,
             region: &region,
