@@ -274,57 +274,84 @@ fn slice<'a, T: WithDType>(data: &'a [T], layout: &Layout) -> candle_core::Resul
     }
 }
 
-/// Runs a two-operand kernel on `f32` or `f64` storages (what training uses).
-fn on_storages(
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-    f32_op: impl Fn(&[f32], &[f32]) -> Vec<f32>,
-    f64_op: impl Fn(&[f64], &[f64]) -> Vec<f64>,
-) -> candle_core::Result<CpuStorage> {
-    Ok(match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            CpuStorage::F32(f32_op(slice(a, l1)?, slice(b, l2)?))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            CpuStorage::F64(f64_op(slice(a, l1)?, slice(b, l2)?))
-        }
-        _ => {
-            return Err(candle_core::Error::UnsupportedDTypeForOp(
-                s1.dtype(),
-                "conv",
-            ))
-        }
-    })
+/// The three per-image products; each op and its gradients are made of them.
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    /// [`conv_forward`]`(x, w)`.
+    Forward,
+    /// [`conv_input_grad`]`(grad, w)`.
+    InputGrad,
+    /// [`conv_weight_grad`]`(grad, x)`.
+    WeightGrad,
 }
 
-/// The same kernel on two tensors (made contiguous), as a tensor of `shape`.
-fn on_tensors(
-    a: &Tensor,
-    b: &Tensor,
-    shape: &[usize],
-    f32_op: impl Fn(&[f32], &[f32]) -> Vec<f32>,
-    f64_op: impl Fn(&[f64], &[f64]) -> Vec<f64>,
-) -> candle_core::Result<Tensor> {
-    let (a, b) = (a.flatten_all()?, b.flatten_all()?);
-    let dev = a.device();
-    match a.dtype() {
-        candle_core::DType::F32 => {
-            Tensor::from_vec(f32_op(&a.to_vec1()?, &b.to_vec1()?), shape, dev)
+impl Kernel {
+    fn run<T: Gemm>(self, g: &Geometry, a: &[T], b: &[T]) -> Vec<T> {
+        match self {
+            Kernel::Forward => conv_forward(g, a, b),
+            Kernel::InputGrad => conv_input_grad(g, a, b),
+            Kernel::WeightGrad => conv_weight_grad(g, a, b),
         }
-        _ => Tensor::from_vec(f64_op(&a.to_vec1()?, &b.to_vec1()?), shape, dev),
+    }
+
+    /// On `f32` or `f64` storages (what training uses).
+    fn on_storages(
+        self,
+        g: &Geometry,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+    ) -> candle_core::Result<CpuStorage> {
+        Ok(match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.run(g, slice(a, l1)?, slice(b, l2)?))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.run(g, slice(a, l1)?, slice(b, l2)?))
+            }
+            _ => {
+                return Err(candle_core::Error::UnsupportedDTypeForOp(
+                    s1.dtype(),
+                    "conv",
+                ))
+            }
+        })
+    }
+
+    /// On two tensors (copied out flat), as a tensor of `shape`.
+    fn on_tensors(
+        self,
+        g: &Geometry,
+        a: &Tensor,
+        b: &Tensor,
+        shape: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let (a, b) = (a.flatten_all()?, b.flatten_all()?);
+        let dev = a.device();
+        match a.dtype() {
+            candle_core::DType::F32 => {
+                let out = self.run::<f32>(g, &a.to_vec1()?, &b.to_vec1()?);
+                Tensor::from_vec(out, shape, dev)
+            }
+            _ => Tensor::from_vec(self.run::<f64>(g, &a.to_vec1()?, &b.to_vec1()?), shape, dev),
+        }
     }
 }
 
-/// `(x [B, C, H, W], w [O, C, K, K])` → `[B, O, out_h, out_w]`.
-struct Conv(Geometry);
-
-/// `(a [B, O, out_h, out_w], w [O, C, K, K])` → `[B, C, H, W]`, the adjoint
-/// of [`Conv`] in its input.
-struct ConvTranspose(Geometry);
+/// The convolution `(x [B, C, H, W], w [O, C, K, K])` → `[B, O, out_h,
+/// out_w]`, or with `transposed` its adjoint in the input, `(a [B, O,
+/// out_h, out_w], w)` → `[B, C, H, W]`.
+struct Conv {
+    g: Geometry,
+    transposed: bool,
+}
 
 impl CustomOp2 for Conv {
     fn name(&self) -> &'static str {
-        "im2col-conv2d"
+        if self.transposed {
+            "im2col-conv-transpose2d"
+        } else {
+            "im2col-conv2d"
+        }
     }
 
     fn cpu_fwd(
@@ -334,95 +361,38 @@ impl CustomOp2 for Conv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = on_storages(
-            (s1, l1),
-            (s2, l2),
-            |x, w| conv_forward(g, x, w),
-            |x, w| conv_forward(g, x, w),
-        )?;
-        Ok((out, (l1.dims()[0], g.out_channels, g.out_h, g.out_w).into()))
+        let g = &self.g;
+        let batch = l1.dims()[0];
+        let (kernel, shape) = if self.transposed {
+            (Kernel::InputGrad, (batch, g.channels, g.height, g.width))
+        } else {
+            (Kernel::Forward, (batch, g.out_channels, g.out_h, g.out_w))
+        };
+        Ok((kernel.on_storages(g, (s1, l1), (s2, l2))?, shape.into()))
     }
 
     fn bwd(
         &self,
-        x: &Tensor,
+        arg: &Tensor,
         w: &Tensor,
         _: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = &self.0;
-        let grad_x = x.track_op().then(|| {
-            on_tensors(
-                grad,
-                w,
-                x.dims(),
-                |gr, w| conv_input_grad(g, gr, w),
-                |gr, w| conv_input_grad(g, gr, w),
-            )
-        });
-        let grad_w = w.track_op().then(|| {
-            on_tensors(
-                grad,
-                x,
-                w.dims(),
-                |gr, x| conv_weight_grad(g, gr, x),
-                |gr, x| conv_weight_grad(g, gr, x),
-            )
-        });
-        Ok((grad_x.transpose()?, grad_w.transpose()?))
-    }
-}
-
-impl CustomOp2 for ConvTranspose {
-    fn name(&self) -> &'static str {
-        "im2col-conv-transpose2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = on_storages(
-            (s1, l1),
-            (s2, l2),
-            |a, w| conv_input_grad(g, a, w),
-            |a, w| conv_input_grad(g, a, w),
-        )?;
-        Ok((out, (l1.dims()[0], g.channels, g.height, g.width).into()))
-    }
-
-    fn bwd(
-        &self,
-        a: &Tensor,
-        w: &Tensor,
-        _: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = &self.0;
-        let grad_a = a.track_op().then(|| {
-            on_tensors(
-                grad,
-                w,
-                a.dims(),
-                |gr, w| conv_forward(g, gr, w),
-                |gr, w| conv_forward(g, gr, w),
-            )
-        });
-        let grad_w = w.track_op().then(|| {
-            on_tensors(
-                a,
-                grad,
-                w.dims(),
-                |a, gr| conv_weight_grad(g, a, gr),
-                |a, gr| conv_weight_grad(g, a, gr),
-            )
-        });
-        Ok((grad_a.transpose()?, grad_w.transpose()?))
+        let g = &self.g;
+        // The kernel gradient pairs the conv-output-shaped operand with the
+        // input-shaped one.
+        let (arg_kernel, (out_side, in_side)) = if self.transposed {
+            (Kernel::Forward, (arg, grad))
+        } else {
+            (Kernel::InputGrad, (grad, arg))
+        };
+        let grad_arg = arg
+            .track_op()
+            .then(|| arg_kernel.on_tensors(g, grad, w, arg.dims()));
+        let grad_w = w
+            .track_op()
+            .then(|| Kernel::WeightGrad.on_tensors(g, out_side, in_side, w.dims()));
+        Ok((grad_arg.transpose()?, grad_w.transpose()?))
     }
 }
 
@@ -441,7 +411,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
         out_w: (width - kernel) / stride + 1,
         out_channels,
     };
-    Ok(x.contiguous()?.apply_op2(&w.contiguous()?, Conv(g))?)
+    let op = Conv {
+        g,
+        transposed: false,
+    };
+    Ok(x.contiguous()?.apply_op2(&w.contiguous()?, op)?)
 }
 
 /// The transpose of [`conv2d`]: `a` `[B, O, out_h, out_w]` → `[B, C, H, W]`
@@ -464,8 +438,11 @@ pub fn conv2d_transpose(
         out_w,
         out_channels,
     };
-    Ok(a.contiguous()?
-        .apply_op2(&w.contiguous()?, ConvTranspose(g))?)
+    let op = Conv {
+        g,
+        transposed: true,
+    };
+    Ok(a.contiguous()?.apply_op2(&w.contiguous()?, op)?)
 }
 
 #[cfg(test)]
