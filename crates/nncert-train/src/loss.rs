@@ -104,7 +104,12 @@ fn bound_loss(net: &Net, x: &Tensor, y: &Tensor, w: LossWeights, beta: f64) -> R
     };
     let robust = cross_entropy(&worst, y)?;
     let total = ((&nominal * w.kappa)? + (&robust * (1.0 - w.kappa))?)?;
-    let total = (total + (&bounds.hidden_size * w.lambda)?)?;
+    // Terms of weight 0 stay out of the graph: backward would still run them.
+    let total = if w.lambda > 0.0 {
+        (total + (&bounds.hidden_size * w.lambda)?)?
+    } else {
+        total
+    };
     let total = if w.relu_stability > 0.0 {
         (total + (bounds.relu_stability()? * w.relu_stability)?)?
     } else {

@@ -293,13 +293,13 @@ impl Net {
             };
             if k < last {
                 let (l, u) = ((&mid - &rad)?, (&mid + &rad)?);
+                let (lo, hi) = (l.relu()?, u.relu()?);
                 pre_activation.push((l, u));
-                let lo = (&mid - &rad)?.relu()?;
-                let hi = (&mid + &rad)?.relu()?;
-                let width = (&hi - &lo)?.flatten_from(1)?;
-                hidden_size = (hidden_size + width.sqr()?.mean(D::Minus1)?.mean_all()?)?;
-                mid = ((&lo + &hi)? * 0.5)?;
-                rad = ((hi - lo)? * 0.5)?;
+                let width = (&hi - &lo)?;
+                let size = width.flatten_from(1)?.sqr()?.mean(D::Minus1)?.mean_all()?;
+                hidden_size = (hidden_size + size)?;
+                mid = ((lo + hi)? * 0.5)?;
+                rad = (width * 0.5)?;
             }
         }
         Ok(IbpBounds {

@@ -270,10 +270,15 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
     let mut subdomains = [0usize; 2];
     for_each_grid_net(|seed, m, b, min| {
         for (k, method) in [Method::Crown, Method::AlphaCrown].into_iter().enumerate() {
-            let cfg = BabConfig::new(BoundConfig {
-                deadline: nncert_model::Deadline::after_secs(5.0),
-                ..BoundConfig::new(method, Soundness::Float32)
-            });
+            // A fresh deadline per query, generous: it is only a cap (the
+            // whole test takes ~25 s), and a loaded CI machine must not
+            // turn a decided query into a timeout.
+            let cfg = || {
+                BabConfig::new(BoundConfig {
+                    deadline: nncert_model::Deadline::after_secs(60.0),
+                    ..BoundConfig::new(method, Soundness::Float32)
+                })
+            };
             let rhs = min - 0.01;
             let p = property(b, &[1.0], rhs);
             let set = InputSet::Box(b.clone());
@@ -285,14 +290,14 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
                 spec: &[1.0],
                 rhs,
             };
-            let (outcome, stats) = prove_row(m, &row, &cfg).unwrap();
+            let (outcome, stats) = prove_row(m, &row, &cfg()).unwrap();
             assert!(
                 matches!(outcome, Outcome::Proved),
                 "seed {seed} {method:?}: {outcome:?}"
             );
             subdomains[k] += stats.subdomains;
             assert_eq!(
-                decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg),
+                decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg()),
                 Some(false)
             );
         }
@@ -313,20 +318,21 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
 #[test]
 fn batched_subdomains_decide_like_single_ones() {
     for_each_grid_net(|seed, m, b, min| {
-        let cfg = BabConfig {
+        // A fresh, generous deadline per query (a cap, not a timing).
+        let cfg = || BabConfig {
             workers: 2,
             ..BabConfig::new(BoundConfig {
-                deadline: nncert_model::Deadline::after_secs(10.0),
+                deadline: nncert_model::Deadline::after_secs(60.0),
                 ..BoundConfig::new(Method::AlphaCrown, Soundness::Float32)
             })
         };
         assert_eq!(
-            decide_on_grid_net(seed, m, b, min - 0.01, true, &cfg),
+            decide_on_grid_net(seed, m, b, min - 0.01, true, &cfg()),
             Some(true),
             "seed {seed}"
         );
         assert_eq!(
-            decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg),
+            decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg()),
             Some(false),
             "seed {seed}"
         );
@@ -588,11 +594,11 @@ fn exact_leaves_decide_properties_at_the_minimum() {
         );
         let delta = 1e-5 * (1.0 + min.abs());
         for soundness in [Soundness::Float32, Soundness::Real] {
-            let cfg = BabConfig::new(BoundConfig {
-                deadline: nncert_model::Deadline::after_secs(20.0),
-                ..BoundConfig::new(Method::AlphaCrown, soundness)
-            });
             for (rhs, holds) in [(min - delta, true), (min + delta, false)] {
+                let cfg = BabConfig::new(BoundConfig {
+                    deadline: nncert_model::Deadline::after_secs(60.0),
+                    ..BoundConfig::new(Method::AlphaCrown, soundness)
+                });
                 let decided = decide_on_grid_net(seed, m, b, rhs, holds, &cfg);
                 assert_eq!(decided, Some(holds), "seed {seed} {soundness:?} rhs {rhs}");
             }
