@@ -84,6 +84,26 @@ fn for_each_grid_net(mut f: impl FnMut(u64, &Models, &InputBox, f64)) {
     }
 }
 
+/// Branch and bound on `y > rhs` over a grid net's box, with its statistics.
+fn prove_on_grid_net(
+    m: &Models,
+    b: &InputBox,
+    rhs: f64,
+    cfg: &BabConfig,
+) -> (Outcome, nncert_verify::bab::BabStats) {
+    let p = property(b, &[1.0], rhs);
+    let set = InputSet::Box(b.clone());
+    let region = Region::of(&set, cfg.bounds.soundness);
+    let row = RowProblem {
+        property: &p,
+        region: &region,
+        set: &set,
+        spec: &[1.0],
+        rhs,
+    };
+    prove_row(m, &row, cfg).unwrap()
+}
+
 /// Branch and bound on `y > rhs` over a grid net's box, checked against
 /// `holds` (whether the grid says it is true): Some(true) when proved,
 /// Some(false) when refuted by a confirmed counterexample, None when open.
@@ -96,16 +116,7 @@ fn decide_on_grid_net(
     cfg: &BabConfig,
 ) -> Option<bool> {
     let p = property(b, &[1.0], rhs);
-    let set = InputSet::Box(b.clone());
-    let region = Region::of(&set, cfg.bounds.soundness);
-    let row = RowProblem {
-        property: &p,
-        region: &region,
-        set: &set,
-        spec: &[1.0],
-        rhs,
-    };
-    match prove_row(m, &row, cfg).unwrap().0 {
+    match prove_on_grid_net(m, b, rhs, cfg).0 {
         Outcome::Proved => {
             assert!(
                 holds,
@@ -279,18 +290,7 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
                     ..BoundConfig::new(method, Soundness::Float32)
                 })
             };
-            let rhs = min - 0.01;
-            let p = property(b, &[1.0], rhs);
-            let set = InputSet::Box(b.clone());
-            let region = Region::of(&set, Soundness::Float32);
-            let row = RowProblem {
-                property: &p,
-                region: &region,
-                set: &set,
-                spec: &[1.0],
-                rhs,
-            };
-            let (outcome, stats) = prove_row(m, &row, &cfg()).unwrap();
+            let (outcome, stats) = prove_on_grid_net(m, b, min - 0.01, &cfg());
             assert!(
                 matches!(outcome, Outcome::Proved),
                 "seed {seed} {method:?}: {outcome:?}"
