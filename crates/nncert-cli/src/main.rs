@@ -82,6 +82,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    nncert_train::tune_candle_threads();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)

@@ -10,7 +10,12 @@ use nncert_train::net::Normalization;
 use nncert_train::{Architecture, Net};
 use std::time::Instant;
 
+// As in the `nncert` binary, so the figures are what `nncert train` sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    nncert_train::tune_candle_threads();
     let norm = Normalization {
         mean: 0.13,
         std: 0.31,

@@ -445,6 +445,93 @@ pub fn conv2d_transpose(
     Ok(a.contiguous()?.apply_op2(&w.contiguous()?, op)?)
 }
 
+/// Adds a per-channel bias `b [C]` to `y [B, C, H, W]`. The same as
+/// `y.broadcast_add(b.reshape((1, C, 1, 1)))`, but the bias gradient is a
+/// contiguous per-channel sum: candle's broadcast backward reduces over the
+/// strided dims 0, 2, 3 on one thread (≈ 10% of a small-net IBP step).
+struct ChannelBias;
+
+fn add_channel_bias_slices<T: WithDType>(y: &[T], b: &[T], hw: usize) -> Vec<T> {
+    let c = b.len();
+    y.chunks(hw)
+        .enumerate()
+        .flat_map(|(plane, ys)| {
+            let bias = b[plane % c];
+            ys.iter().map(move |&v| v + bias)
+        })
+        .collect()
+}
+
+fn channel_sums<T: WithDType>(grad: &[T], channels: usize, hw: usize) -> Vec<T> {
+    let mut sums = vec![T::zero(); channels];
+    for (plane, gs) in grad.chunks(hw).enumerate() {
+        sums[plane % channels] += gs.iter().fold(T::zero(), |a, &v| a + v);
+    }
+    sums
+}
+
+impl CustomOp2 for ChannelBias {
+    fn name(&self) -> &'static str {
+        "channel-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let hw = l1.dims()[2..].iter().product();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(b)) => {
+                CpuStorage::F32(add_channel_bias_slices(slice(y, l1)?, slice(b, l2)?, hw))
+            }
+            (CpuStorage::F64(y), CpuStorage::F64(b)) => {
+                CpuStorage::F64(add_channel_bias_slices(slice(y, l1)?, slice(b, l2)?, hw))
+            }
+            _ => {
+                return Err(candle_core::Error::UnsupportedDTypeForOp(
+                    s1.dtype(),
+                    "channel-bias",
+                ))
+            }
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        y: &Tensor,
+        b: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_b = if b.track_op() {
+            let (channels, hw) = (y.dims()[1], y.dims()[2..].iter().product());
+            let flat = grad.flatten_all()?;
+            Some(match grad.dtype() {
+                candle_core::DType::F32 => {
+                    let sums = channel_sums(&flat.to_vec1::<f32>()?, channels, hw);
+                    Tensor::from_vec(sums, channels, grad.device())?
+                }
+                _ => {
+                    let sums = channel_sums(&flat.to_vec1::<f64>()?, channels, hw);
+                    Tensor::from_vec(sums, channels, grad.device())?
+                }
+            })
+        } else {
+            None
+        };
+        Ok((y.track_op().then(|| grad.clone()), grad_b))
+    }
+}
+
+/// `y [B, C, H, W] + b [C]` per channel (see [`ChannelBias`]).
+pub fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(y.contiguous()?.apply_op2(&b.contiguous()?, ChannelBias)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +611,29 @@ mod tests {
                 assert!(max_diff(x, y) < 1e-12, "transposed, seed {seed}");
             }
         }
+    }
+
+    /// The channel bias and its gradients equal candle's broadcast add.
+    #[test]
+    fn channel_bias_equals_broadcast_add() {
+        let y = Var::from_tensor(&random(&[3, 4, 5, 6], 40)).unwrap();
+        let b = Var::from_tensor(&random(&[4], 41)).unwrap();
+        let ours = add_channel_bias(&y, &b).unwrap();
+        let theirs = y.broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap()).unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-15);
+        let probe = random(ours.dims(), 42);
+        let loss = |t: &Tensor| (t * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let (g_ours, g_theirs) = (loss(&ours), loss(&theirs));
+        for v in [&y, &b] {
+            let (a, c) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
+            assert!(max_diff(a, c) < 1e-12);
+        }
+        let narrow = add_channel_bias(
+            &y.to_dtype(DType::F32).unwrap(),
+            &b.to_dtype(DType::F32).unwrap(),
+        )
+        .unwrap();
+        assert!(max_diff(&narrow.to_dtype(DType::F64).unwrap(), &ours) < 1e-6);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! fixed input-normalisation layer; their forward pass, their interval
 //! bounds (IBP, §3.2), and their conversion to and from nncert's graph.
 
-use crate::conv::conv2d;
+use crate::conv::{add_channel_bias, conv2d};
 use crate::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, Var, D};
 use nncert_model::passes::{canonicalize, PassOptions};
@@ -256,9 +256,7 @@ impl Net {
         let last = self.layers.len() - 1;
         for (k, layer) in self.layers.iter().enumerate() {
             h = match layer {
-                Layer::Conv { w, b, stride } => {
-                    conv2d(&h, w, *stride)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?
-                }
+                Layer::Conv { w, b, stride } => add_channel_bias(&conv2d(&h, w, *stride)?, b)?,
                 Layer::Dense { w, b } => h.flatten_from(1)?.matmul(&w.t()?)?.broadcast_add(b)?,
             };
             if k < last {
@@ -283,7 +281,7 @@ impl Net {
         for (k, layer) in self.layers.iter().enumerate() {
             (mid, rad) = match layer {
                 Layer::Conv { w, b, stride } => (
-                    conv2d(&mid, w, *stride)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                    add_channel_bias(&conv2d(&mid, w, *stride)?, b)?,
                     conv2d(&rad, &w.abs()?, *stride)?,
                 ),
                 Layer::Dense { w, b } => (
