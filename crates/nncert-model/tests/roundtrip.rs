@@ -50,3 +50,28 @@ fn gzip_compressed_onnx_loads() {
     let back = import_onnx_bytes(&enc.finish().unwrap()).unwrap();
     assert_eq!(outputs(&back), outputs(&g));
 }
+
+/// ONNX graphs are in SSA form: the input, the initializers and the node
+/// outputs each define a distinct name (ONNX Runtime refuses the model
+/// otherwise; nncert's importer is more lenient, so this is checked here).
+#[test]
+fn onnx_export_defines_every_value_once() {
+    use nncert_model::onnx::proto;
+    use prost::Message;
+    for g in [random_conv_net(6), random_residual_net(7)] {
+        let model = proto::ModelProto::decode(&export_onnx_bytes(&g).unwrap()[..]).unwrap();
+        let graph = model.graph.unwrap();
+        let mut names: Vec<String> = graph.input.iter().map(|v| v.name().to_string()).collect();
+        names.extend(graph.initializer.iter().map(|t| t.name().to_string()));
+        names.extend(graph.node.iter().flat_map(|n| n.output.clone()));
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a value name is defined twice");
+        let out = graph.output[0].name();
+        assert!(
+            names.iter().any(|n| n == out),
+            "the output is never defined"
+        );
+    }
+}

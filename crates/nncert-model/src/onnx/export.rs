@@ -131,10 +131,17 @@ impl Builder {
 
 /// Serialises a graph as an ONNX model.
 pub fn export_onnx_bytes(graph: &Graph) -> Result<Vec<u8>> {
+    // A graph built in code names its output after its input
+    // (`Graph::with_input`); ONNX defines each value once, so it gets its own.
+    let output_name = if graph.output != graph.input && graph.output_name == graph.input_name {
+        "output".to_string()
+    } else {
+        graph.output_name.clone()
+    };
     let names: Vec<String> = (0..graph.nodes.len())
         .map(|i| match i {
             i if i == graph.input => graph.input_name.clone(),
-            i if i == graph.output => graph.output_name.clone(),
+            i if i == graph.output => output_name.clone(),
             i => format!("v{i}"),
         })
         .collect();
@@ -332,7 +339,7 @@ pub fn export_onnx_bytes(graph: &Graph) -> Result<Vec<u8>> {
             node: b.nodes,
             initializer: b.inits,
             input: vec![value_info(&graph.input_name, graph.input_shape())],
-            output: vec![value_info(&graph.output_name, graph.output_shape())],
+            output: vec![value_info(&output_name, graph.output_shape())],
             ..Default::default()
         }),
         ..Default::default()
