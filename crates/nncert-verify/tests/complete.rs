@@ -498,6 +498,89 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
     );
 }
 
+/// `--engine auto` (MILP then branch and bound in sound mode, the other
+/// order in real mode) never contradicts branch and bound alone; in sound
+/// mode its "robust" never rests on the MILP, and its counterexamples are
+/// real ones. No PGD, so the complete stages do the work.
+#[test]
+fn auto_engine_agrees_with_branch_and_bound() {
+    let mut r = StdRng::seed_from_u64(23);
+    let (mut decided, mut complete) = (0, 0);
+    for seed in 0..4 {
+        let g = random_relu_mlp(&[4, 16, 16, 4], 500 + seed);
+        let engines = all_engines(&g).unwrap();
+        let m = Models {
+            executed: &g,
+            bounded: &g,
+            engines: &engines,
+        };
+        let x0: Vec<f64> = (0..4).map(|_| r.gen_range(0.2..0.8)).collect();
+        let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
+        let label = (0..4).max_by(|&a, &b| y0[a].total_cmp(&y0[b])).unwrap();
+        for eps in [0.05, 0.1, 0.2] {
+            for soundness in [Soundness::Float32, Soundness::Real] {
+                let ball = Ball {
+                    eps,
+                    norm: Norm::Linf,
+                    domain: (0.0, 1.0),
+                };
+                let run = |complete| {
+                    let cfg = PipelineConfig {
+                        bounds: BoundConfig {
+                            deadline: nncert_model::Deadline::after_secs(30.0),
+                            ..BoundConfig::new(Method::Crown, soundness)
+                        },
+                        pgd: PgdConfig {
+                            restarts: 0,
+                            ..PgdConfig::default()
+                        },
+                        guided: true,
+                        complete,
+                        milp_solver: MilpSolver::MicroLp,
+                        milp_big_m: BigM::Propagated,
+                        bab_workers: 1,
+                    };
+                    verify_robustness(&m, &x0, label, ball, &cfg).unwrap()
+                };
+                let (auto, bab) = (
+                    run(CompleteEngine::Auto),
+                    run(CompleteEngine::BranchAndBound),
+                );
+                let robust = |v: &Verdict| match v {
+                    Verdict::Robust => Some(true),
+                    Verdict::NotRobust { witness, target } => {
+                        let y = nncert_model::reference_forward(&g, &witness.x).unwrap();
+                        assert!(y[*target] >= y[label]);
+                        Some(false)
+                    }
+                    _ => None,
+                };
+                let stages: Vec<_> = auto.labels.iter().map(|l| l.settled_by).collect();
+                complete += stages
+                    .iter()
+                    .any(|s| matches!(s, Some(Stage::Milp | Stage::BranchAndBound)))
+                    as usize;
+                if matches!(auto.verdict, Verdict::Robust) && soundness == Soundness::Float32 {
+                    assert!(auto.labels.iter().all(|l| !l.unconfirmed));
+                    assert!(!stages.contains(&Some(Stage::Milp)));
+                }
+                if let (Some(a), Some(b)) = (robust(&auto.verdict), robust(&bab.verdict)) {
+                    assert_eq!(a, b, "seed {seed} eps {eps} {soundness:?}");
+                    decided += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        decided >= 18,
+        "only {decided} of 24 cases decided both ways"
+    );
+    assert!(
+        complete >= 4,
+        "only {complete} cases reached a complete stage"
+    );
+}
+
 /// The MILP stage decides rows exactly in real-arithmetic mode (a property
 /// 0.02 above the grid minimum is proved, 0.05 below it refuted with a
 /// confirmed witness), and in float32 mode its "infeasible" is never a proof.

@@ -37,7 +37,9 @@ pub struct VerifyArgs {
     pub pgd_restarts: usize,
     /// The complete stage: ReLU branch and bound, the MILP (whose "robust"
     /// counts only with --unsound; in sound mode it is reported unconfirmed),
-    /// or branch and bound for half the time left, then the MILP.
+    /// or both: with --unsound branch and bound for half the time left, then
+    /// the MILP; in sound mode the MILP for a third (for counterexamples),
+    /// then branch and bound (for proofs).
     #[arg(long, value_enum, default_value_t = EngineArg::Bab)]
     pub engine: EngineArg,
     /// The MILP solver (cbc needs a build with `--features cbc`).
