@@ -425,6 +425,60 @@ fn pgd_reaches_the_minimum_of_a_linear_model() {
     }
 }
 
+/// A random ReLU MLP on 4 inputs, a point of [0.2, 0.8]⁴ and its label.
+fn labelled_point(widths: &[usize], seed: u64, r: &mut StdRng) -> (Graph, Vec<f64>, usize) {
+    let g = random_relu_mlp(widths, seed);
+    let x0: Vec<f64> = (0..widths[0]).map(|_| r.gen_range(0.2..0.8)).collect();
+    let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
+    let label = (0..y0.len())
+        .max_by(|&a, &b| y0[a].total_cmp(&y0[b]))
+        .unwrap();
+    (g, x0, label)
+}
+
+/// The pipeline with CROWN bounds, microlp, one worker and its own deadline.
+fn pipeline(
+    soundness: Soundness,
+    pgd: PgdConfig,
+    guided: bool,
+    complete: CompleteEngine,
+) -> PipelineConfig {
+    PipelineConfig {
+        bounds: BoundConfig {
+            deadline: nncert_model::Deadline::after_secs(30.0),
+            ..BoundConfig::new(Method::Crown, soundness)
+        },
+        pgd,
+        guided,
+        complete,
+        milp_solver: MilpSolver::MicroLp,
+        milp_big_m: BigM::Propagated,
+        bab_workers: 1,
+    }
+}
+
+/// Whether a decided verdict says robust; a witness must beat the label
+/// on the f64 reference.
+fn decided_robust(g: &Graph, label: usize, v: &Verdict) -> Option<bool> {
+    match v {
+        Verdict::Robust => Some(true),
+        Verdict::NotRobust { witness, target } => {
+            let y = nncert_model::reference_forward(g, &witness.x).unwrap();
+            assert!(y[*target] >= y[label]);
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
+fn linf_ball(eps: f64) -> Ball {
+    Ball {
+        eps,
+        norm: Norm::Linf,
+        domain: (0.0, 1.0),
+    }
+}
+
 /// Guided and unguided verification never contradict each other; guided
 /// takes the labels in ascending order of their margin bounds, skips those
 /// already proved, and every counterexample is confirmed on re-execution.
@@ -433,48 +487,29 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
     let mut r = StdRng::seed_from_u64(21);
     let mut decided = 0;
     for seed in 0..6 {
-        let g = random_relu_mlp(&[4, 16, 16, 5], 300 + seed);
+        let (g, x0, label) = labelled_point(&[4, 16, 16, 5], 300 + seed, &mut r);
         let engines = all_engines(&g).unwrap();
         let m = Models {
             executed: &g,
             bounded: &g,
             engines: &engines,
         };
-        let x0: Vec<f64> = (0..4).map(|_| r.gen_range(0.2..0.8)).collect();
-        let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
-        let label = (0..5).max_by(|&a, &b| y0[a].total_cmp(&y0[b])).unwrap();
         for eps in [0.01, 0.05, 0.2] {
-            let ball = Ball {
-                eps,
-                norm: Norm::Linf,
-                domain: (0.0, 1.0),
-            };
             let run = |guided| {
-                let cfg = PipelineConfig {
-                    bounds: BoundConfig {
-                        deadline: nncert_model::Deadline::after_secs(10.0),
-                        ..BoundConfig::new(Method::Crown, Soundness::Float32)
-                    },
-                    pgd: PgdConfig::default(),
+                let cfg = pipeline(
+                    Soundness::Float32,
+                    PgdConfig::default(),
                     guided,
-                    complete: CompleteEngine::BranchAndBound,
-                    milp_solver: MilpSolver::MicroLp,
-                    milp_big_m: BigM::Propagated,
-                    bab_workers: 1,
-                };
-                verify_robustness(&m, &x0, label, ball, &cfg).unwrap()
+                    CompleteEngine::BranchAndBound,
+                );
+                verify_robustness(&m, &x0, label, linf_ball(eps), &cfg).unwrap()
             };
             let (guided, unguided) = (run(true), run(false));
-            let robust = |v: &Verdict| match v {
-                Verdict::Robust => Some(true),
-                Verdict::NotRobust { witness, target } => {
-                    let y = nncert_model::reference_forward(&g, &witness.x).unwrap();
-                    assert!(y[*target] >= y[label]);
-                    Some(false)
-                }
-                _ => None,
-            };
-            if let (Some(a), Some(b)) = (robust(&guided.verdict), robust(&unguided.verdict)) {
+            let both = (
+                decided_robust(&g, label, &guided.verdict),
+                decided_robust(&g, label, &unguided.verdict),
+            );
+            if let (Some(a), Some(b)) = both {
                 assert_eq!(a, b, "seed {seed} eps {eps}");
                 decided += 1;
             }
@@ -506,55 +541,28 @@ fn label_guidance_orders_labels_and_agrees_with_unguided() {
 fn auto_engine_agrees_with_branch_and_bound() {
     let mut r = StdRng::seed_from_u64(23);
     let (mut decided, mut complete) = (0, 0);
+    let no_pgd = PgdConfig {
+        restarts: 0,
+        ..PgdConfig::default()
+    };
     for seed in 0..4 {
-        let g = random_relu_mlp(&[4, 16, 16, 4], 500 + seed);
+        let (g, x0, label) = labelled_point(&[4, 16, 16, 4], 500 + seed, &mut r);
         let engines = all_engines(&g).unwrap();
         let m = Models {
             executed: &g,
             bounded: &g,
             engines: &engines,
         };
-        let x0: Vec<f64> = (0..4).map(|_| r.gen_range(0.2..0.8)).collect();
-        let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
-        let label = (0..4).max_by(|&a, &b| y0[a].total_cmp(&y0[b])).unwrap();
         for eps in [0.05, 0.1, 0.2] {
             for soundness in [Soundness::Float32, Soundness::Real] {
-                let ball = Ball {
-                    eps,
-                    norm: Norm::Linf,
-                    domain: (0.0, 1.0),
-                };
-                let run = |complete| {
-                    let cfg = PipelineConfig {
-                        bounds: BoundConfig {
-                            deadline: nncert_model::Deadline::after_secs(30.0),
-                            ..BoundConfig::new(Method::Crown, soundness)
-                        },
-                        pgd: PgdConfig {
-                            restarts: 0,
-                            ..PgdConfig::default()
-                        },
-                        guided: true,
-                        complete,
-                        milp_solver: MilpSolver::MicroLp,
-                        milp_big_m: BigM::Propagated,
-                        bab_workers: 1,
-                    };
-                    verify_robustness(&m, &x0, label, ball, &cfg).unwrap()
+                let run = |engine| {
+                    let cfg = pipeline(soundness, no_pgd, true, engine);
+                    verify_robustness(&m, &x0, label, linf_ball(eps), &cfg).unwrap()
                 };
                 let (auto, bab) = (
                     run(CompleteEngine::Auto),
                     run(CompleteEngine::BranchAndBound),
                 );
-                let robust = |v: &Verdict| match v {
-                    Verdict::Robust => Some(true),
-                    Verdict::NotRobust { witness, target } => {
-                        let y = nncert_model::reference_forward(&g, &witness.x).unwrap();
-                        assert!(y[*target] >= y[label]);
-                        Some(false)
-                    }
-                    _ => None,
-                };
                 let stages: Vec<_> = auto.labels.iter().map(|l| l.settled_by).collect();
                 complete += stages
                     .iter()
@@ -564,7 +572,11 @@ fn auto_engine_agrees_with_branch_and_bound() {
                     assert!(auto.labels.iter().all(|l| !l.unconfirmed));
                     assert!(!stages.contains(&Some(Stage::Milp)));
                 }
-                if let (Some(a), Some(b)) = (robust(&auto.verdict), robust(&bab.verdict)) {
+                let both = (
+                    decided_robust(&g, label, &auto.verdict),
+                    decided_robust(&g, label, &bab.verdict),
+                );
+                if let (Some(a), Some(b)) = both {
                     assert_eq!(a, b, "seed {seed} eps {eps} {soundness:?}");
                     decided += 1;
                 }
