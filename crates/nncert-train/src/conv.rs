@@ -274,6 +274,12 @@ fn slice<'a, T: WithDType>(data: &'a [T], layout: &Layout) -> candle_core::Resul
     }
 }
 
+/// A two-operand computation written once for both float types training
+/// uses; [`on_storages`] and [`on_tensors`] pick the type.
+trait SliceOp: Copy {
+    fn run<T: Gemm>(self, a: &[T], b: &[T]) -> Vec<T>;
+}
+
 /// The three per-image products; each op and its gradients are made of them.
 #[derive(Clone, Copy, Debug)]
 enum Kernel {
@@ -285,55 +291,49 @@ enum Kernel {
     WeightGrad,
 }
 
-impl Kernel {
-    fn run<T: Gemm>(self, g: &Geometry, a: &[T], b: &[T]) -> Vec<T> {
-        match self {
+impl SliceOp for (Kernel, &Geometry) {
+    fn run<T: Gemm>(self, a: &[T], b: &[T]) -> Vec<T> {
+        let (kernel, g) = self;
+        match kernel {
             Kernel::Forward => conv_forward(g, a, b),
             Kernel::InputGrad => conv_input_grad(g, a, b),
             Kernel::WeightGrad => conv_weight_grad(g, a, b),
         }
     }
+}
 
-    /// On `f32` or `f64` storages (what training uses).
-    fn on_storages(
-        self,
-        g: &Geometry,
-        (s1, l1): (&CpuStorage, &Layout),
-        (s2, l2): (&CpuStorage, &Layout),
-    ) -> candle_core::Result<CpuStorage> {
-        Ok(match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.run(g, slice(a, l1)?, slice(b, l2)?))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.run(g, slice(a, l1)?, slice(b, l2)?))
-            }
-            _ => {
-                return Err(candle_core::Error::UnsupportedDTypeForOp(
-                    s1.dtype(),
-                    "conv",
-                ))
-            }
-        })
-    }
-
-    /// On two tensors (copied out flat), as a tensor of `shape`.
-    fn on_tensors(
-        self,
-        g: &Geometry,
-        a: &Tensor,
-        b: &Tensor,
-        shape: &[usize],
-    ) -> candle_core::Result<Tensor> {
-        let (a, b) = (a.flatten_all()?, b.flatten_all()?);
-        let dev = a.device();
-        match a.dtype() {
-            candle_core::DType::F32 => {
-                let out = self.run::<f32>(g, &a.to_vec1()?, &b.to_vec1()?);
-                Tensor::from_vec(out, shape, dev)
-            }
-            _ => Tensor::from_vec(self.run::<f64>(g, &a.to_vec1()?, &b.to_vec1()?), shape, dev),
+/// `op` on two `f32` or two `f64` storages.
+fn on_storages(
+    op: impl SliceOp,
+    name: &'static str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+) -> candle_core::Result<CpuStorage> {
+    Ok(match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            CpuStorage::F32(op.run(slice(a, l1)?, slice(b, l2)?))
         }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            CpuStorage::F64(op.run(slice(a, l1)?, slice(b, l2)?))
+        }
+        _ => return Err(candle_core::Error::UnsupportedDTypeForOp(s1.dtype(), name)),
+    })
+}
+
+/// `op` on two tensors (copied out flat), as a tensor of `shape`.
+fn on_tensors(
+    op: impl SliceOp,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+) -> candle_core::Result<Tensor> {
+    let (a, b) = (a.flatten_all()?, b.flatten_all()?);
+    let dev = a.device();
+    match a.dtype() {
+        candle_core::DType::F32 => {
+            Tensor::from_vec(op.run::<f32>(&a.to_vec1()?, &b.to_vec1()?), shape, dev)
+        }
+        _ => Tensor::from_vec(op.run::<f64>(&a.to_vec1()?, &b.to_vec1()?), shape, dev),
     }
 }
 
@@ -368,7 +368,8 @@ impl CustomOp2 for Conv {
         } else {
             (Kernel::Forward, (batch, g.out_channels, g.out_h, g.out_w))
         };
-        Ok((kernel.on_storages(g, (s1, l1), (s2, l2))?, shape.into()))
+        let out = on_storages((kernel, g), "conv", (s1, l1), (s2, l2))?;
+        Ok((out, shape.into()))
     }
 
     fn bwd(
@@ -388,10 +389,10 @@ impl CustomOp2 for Conv {
         };
         let grad_arg = arg
             .track_op()
-            .then(|| arg_kernel.on_tensors(g, grad, w, arg.dims()));
+            .then(|| on_tensors((arg_kernel, g), grad, w, arg.dims()));
         let grad_w = w
             .track_op()
-            .then(|| Kernel::WeightGrad.on_tensors(g, out_side, in_side, w.dims()));
+            .then(|| on_tensors((Kernel::WeightGrad, g), out_side, in_side, w.dims()));
         Ok((grad_arg.transpose()?, grad_w.transpose()?))
     }
 }
@@ -445,29 +446,45 @@ pub fn conv2d_transpose(
     Ok(a.contiguous()?.apply_op2(&w.contiguous()?, op)?)
 }
 
-/// Adds a per-channel bias `b [C]` to `y [B, C, H, W]`. The same as
-/// `y.broadcast_add(b.reshape((1, C, 1, 1)))`, but the bias gradient is a
-/// contiguous per-channel sum: candle's broadcast backward reduces over the
-/// strided dims 0, 2, 3 on one thread (≈ 10% of a small-net IBP step).
-struct ChannelBias;
-
-fn add_channel_bias_slices<T: WithDType>(y: &[T], b: &[T], hw: usize) -> Vec<T> {
-    let c = b.len();
-    y.chunks(hw)
-        .enumerate()
-        .flat_map(|(plane, ys)| {
-            let bias = b[plane % c];
-            ys.iter().map(move |&v| v + bias)
-        })
-        .collect()
+/// Adds a per-channel bias `b [C]` to `y [B, C, H, W]` (`hw` = H·W). The
+/// same as `y.broadcast_add(b.reshape((1, C, 1, 1)))`, but the bias gradient
+/// is a contiguous per-channel sum ([`ChannelSums`]): candle's broadcast
+/// backward reduces over the strided dims 0, 2, 3 on one thread (≈ 10% of a
+/// small-net IBP step).
+#[derive(Clone, Copy)]
+struct ChannelBias {
+    hw: usize,
 }
 
-fn channel_sums<T: WithDType>(grad: &[T], channels: usize, hw: usize) -> Vec<T> {
-    let mut sums = vec![T::zero(); channels];
-    for (plane, gs) in grad.chunks(hw).enumerate() {
-        sums[plane % channels] += gs.iter().fold(T::zero(), |a, &v| a + v);
+impl SliceOp for ChannelBias {
+    fn run<T: Gemm>(self, y: &[T], b: &[T]) -> Vec<T> {
+        let c = b.len();
+        y.chunks(self.hw)
+            .enumerate()
+            .flat_map(|(plane, ys)| {
+                let bias = b[plane % c];
+                ys.iter().map(move |&v| v + bias)
+            })
+            .collect()
     }
-    sums
+}
+
+/// `(grad [B, C, H, W], b [C])` → the sum of `grad` per channel (`b` gives
+/// only the channel count); planes summed in order, one after the other.
+#[derive(Clone, Copy)]
+struct ChannelSums {
+    hw: usize,
+}
+
+impl SliceOp for ChannelSums {
+    fn run<T: Gemm>(self, grad: &[T], b: &[T]) -> Vec<T> {
+        let channels = b.len();
+        let mut sums = vec![T::zero(); channels];
+        for (plane, gs) in grad.chunks(self.hw).enumerate() {
+            sums[plane % channels] += gs.iter().fold(T::zero(), |a, &v| a + v);
+        }
+        sums
+    }
 }
 
 impl CustomOp2 for ChannelBias {
@@ -482,21 +499,7 @@ impl CustomOp2 for ChannelBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let hw = l1.dims()[2..].iter().product();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(y), CpuStorage::F32(b)) => {
-                CpuStorage::F32(add_channel_bias_slices(slice(y, l1)?, slice(b, l2)?, hw))
-            }
-            (CpuStorage::F64(y), CpuStorage::F64(b)) => {
-                CpuStorage::F64(add_channel_bias_slices(slice(y, l1)?, slice(b, l2)?, hw))
-            }
-            _ => {
-                return Err(candle_core::Error::UnsupportedDTypeForOp(
-                    s1.dtype(),
-                    "channel-bias",
-                ))
-            }
-        };
+        let out = on_storages(*self, "channel-bias", (s1, l1), (s2, l2))?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -507,29 +510,17 @@ impl CustomOp2 for ChannelBias {
         _: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad_b = if b.track_op() {
-            let (channels, hw) = (y.dims()[1], y.dims()[2..].iter().product());
-            let flat = grad.flatten_all()?;
-            Some(match grad.dtype() {
-                candle_core::DType::F32 => {
-                    let sums = channel_sums(&flat.to_vec1::<f32>()?, channels, hw);
-                    Tensor::from_vec(sums, channels, grad.device())?
-                }
-                _ => {
-                    let sums = channel_sums(&flat.to_vec1::<f64>()?, channels, hw);
-                    Tensor::from_vec(sums, channels, grad.device())?
-                }
-            })
-        } else {
-            None
-        };
-        Ok((y.track_op().then(|| grad.clone()), grad_b))
+        let sums = ChannelSums { hw: self.hw };
+        let grad_b = b.track_op().then(|| on_tensors(sums, grad, b, b.dims()));
+        Ok((y.track_op().then(|| grad.clone()), grad_b.transpose()?))
     }
 }
 
 /// `y [B, C, H, W] + b [C]` per channel (see [`ChannelBias`]).
 pub fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Ok(y.contiguous()?.apply_op2(&b.contiguous()?, ChannelBias)?)
+    let hw = y.dims()[2..].iter().product();
+    Ok(y.contiguous()?
+        .apply_op2(&b.contiguous()?, ChannelBias { hw })?)
 }
 
 #[cfg(test)]
