@@ -432,23 +432,48 @@ fn refine(
         .map(|m| m.shape.iter().product::<usize>())
         .max()
         .unwrap_or(1);
-    let chunk = ((1usize << 22) / widest).max(1);
+    // Blocks are independent: spread them over the cores, each below
+    // 2²² / threads values so that the total stays within the same budget.
+    let threads = crate::ops::bound_threads();
+    let chunk = ((1usize << 22) / widest / threads)
+        .min(rows.len().div_ceil(threads).max(MIN_ROWS_PER_BLOCK))
+        .max(1);
     let chain = patches::conv_chain(g, id);
-    for block in rows.chunks(chunk) {
+    let nb_now: &NetworkBounds = nb;
+    let bound_block = |block: &[usize]| -> Result<Vec<f64>> {
         if cfg.deadline.expired() {
             return Err(BoundsError::Timeout);
         }
         let s = block.len();
-        let lb = if let Some(chain) = &chain {
-            patches::bound_rows(g, chain, block, nb, region, cfg)?
-        } else {
-            let mut spec = vec![0.0; 2 * s * n];
-            for (r, &j) in block.iter().enumerate() {
-                spec[r * n + j] = 1.0;
-                spec[(s + r) * n + j] = -1.0;
-            }
-            backsubstitute(g, id, nb, region, cfg, &spec, 2 * s, &mut Trace::default())?
-        };
+        if let Some(chain) = &chain {
+            return patches::bound_rows(g, chain, block, nb_now, region, cfg);
+        }
+        let mut spec = vec![0.0; 2 * s * n];
+        for (r, &j) in block.iter().enumerate() {
+            spec[r * n + j] = 1.0;
+            spec[(s + r) * n + j] = -1.0;
+        }
+        backsubstitute(
+            g,
+            id,
+            nb_now,
+            region,
+            cfg,
+            &spec,
+            2 * s,
+            &mut Trace::default(),
+        )
+    };
+    let bounds: Vec<Result<Vec<f64>>> = if threads > 1 && rows.len() > chunk {
+        use rayon::prelude::*;
+        rows.par_chunks(chunk)
+            .map(|block| crate::ops::with_serial_gemm(|| bound_block(block)))
+            .collect()
+    } else {
+        rows.chunks(chunk).map(bound_block).collect()
+    };
+    for (block, lb) in rows.chunks(chunk).zip(bounds) {
+        let (lb, s) = (lb?, block.len());
         let iv = &mut nb.nodes[id];
         for (r, &j) in block.iter().enumerate() {
             (iv.lo[j], iv.hi[j]) = if cfg.intersect_ibp {
@@ -460,6 +485,9 @@ fn refine(
     }
     Ok(())
 }
+
+/// Fewer rows than this per block are not worth a thread of their own.
+const MIN_ROWS_PER_BLOCK: usize = 16;
 
 /// Lower bounds of `spec · y` (`rows` rows) for the output `y` of the graph.
 pub fn lower_bounds(

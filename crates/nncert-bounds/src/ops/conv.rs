@@ -82,13 +82,16 @@ const CHUNK_COLUMNS: usize = 1 << 14;
 /// auto_LiRPA's "patches" mode, reached here without a second representation).
 pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let (p, k, ocg, in_len, out_n) = gemm_dims(c);
+    // Summed in the flat order of `a`, channel by channel.
     let cst = (0..s)
         .map(|si| {
-            a[si * out_n..][..out_n]
-                .iter()
-                .enumerate()
-                .map(|(o, v)| v * bias_of(c, o))
-                .sum()
+            c.bias.map_or(0.0, |b| {
+                a[si * out_n..][..out_n]
+                    .chunks(p)
+                    .zip(&b.data)
+                    .flat_map(|(plane, &bc)| plane.iter().map(move |v| v * bc as f64))
+                    .sum()
+            })
         })
         .collect();
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
@@ -96,9 +99,20 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     for g in 0..c.groups {
         let taps = tap_table(c, g);
         let coeff = |si: usize, o: usize, pos: usize| a[si * out_n + (g * ocg + o) * p + pos];
-        let active: Vec<(usize, usize)> = (0..s)
-            .flat_map(|si| (0..p).map(move |pos| (si, pos)))
-            .filter(|&(si, pos)| (0..ocg).any(|o| coeff(si, o, pos) != 0.0))
+        // Columns with a nonzero coefficient in any of the group's channels,
+        // found plane by plane (contiguous) rather than column by column.
+        let mut live = vec![false; s * p];
+        for (si, live_si) in live.chunks_mut(p).enumerate() {
+            for plane in a[si * out_n + g * ocg * p..][..ocg * p].chunks(p) {
+                live_si
+                    .iter_mut()
+                    .zip(plane)
+                    .for_each(|(l, &v)| *l |= v != 0.0);
+            }
+        }
+        let active: Vec<(usize, usize)> = (0..s * p)
+            .filter(|&col| live[col])
+            .map(|col| (col / p, col % p))
             .collect();
         for block in active.chunks(CHUNK_COLUMNS) {
             let n = block.len();

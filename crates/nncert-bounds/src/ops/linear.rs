@@ -129,11 +129,9 @@ fn constant(b: Option<&Tensor>, a: &[f64], s: usize) -> Vec<f64> {
     (0..s)
         .map(|si| {
             b.map_or(0.0, |b| {
-                let out = b.data.len();
                 a[si * per_row..][..per_row]
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| v * b.data[j % out] as f64)
+                    .chunks(b.data.len())
+                    .flat_map(|row| row.iter().zip(&b.data).map(|(v, &bj)| v * bj as f64))
                     .sum()
             })
         })

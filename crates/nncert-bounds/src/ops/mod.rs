@@ -38,7 +38,8 @@ impl AffineKernels<f64> for Gemm64 {
     }
 }
 
-/// Row-major `C = A·B` in f64, with explicit strides (matrixmultiply::dgemm).
+/// Row-major `C += A·B` in f64, with explicit strides (the `gemm` crate:
+/// 1.5–1.8× matrixmultiply's dgemm on this machine's shapes, docs/benchmarks.md).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dgemm(
     m: usize,
@@ -66,22 +67,63 @@ pub(crate) fn dgemm(
     assert!(a.len() > a_max && b.len() > b_max && c.len() >= (m.max(1) - 1) * rsc + n);
     // SAFETY: the assertion covers every element the strides address.
     unsafe {
-        matrixmultiply::dgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            1.0,
+            k,
             c.as_mut_ptr(),
-            rsc as isize,
             1,
+            rsc as isize,
+            true,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm_parallelism(),
         );
+    }
+}
+
+/// Threads for the bound computation: `MATMUL_NUM_THREADS` when set (the
+/// CLI sets it to 1 when it runs images or subdomains on parallel workers),
+/// else all of rayon's.
+pub(crate) fn bound_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("MATMUL_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(rayon::current_num_threads)
+    })
+}
+
+thread_local! {
+    /// Set while this thread works on one of several row blocks in parallel.
+    static SERIAL_GEMM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's GEMMs single-threaded: the caller already
+/// spreads independent work over the cores.
+pub(crate) fn with_serial_gemm<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL_GEMM.replace(true);
+    let r = f();
+    SERIAL_GEMM.set(before);
+    r
+}
+
+/// `gemm` runs small products on the calling thread either way.
+fn gemm_parallelism() -> gemm::Parallelism {
+    match bound_threads() {
+        n if n > 1 && !SERIAL_GEMM.get() => gemm::Parallelism::Rayon(n),
+        _ => gemm::Parallelism::None,
     }
 }
 
