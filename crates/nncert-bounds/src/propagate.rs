@@ -432,18 +432,9 @@ fn refine(
         .map(|m| m.shape.iter().product::<usize>())
         .max()
         .unwrap_or(1);
-    // Blocks are independent: spread them over the cores, each below
-    // 2²² / threads values so that the total stays within the same budget.
-    let threads = crate::ops::bound_threads();
-    let chunk = ((1usize << 22) / widest / threads)
-        .min(rows.len().div_ceil(threads).max(MIN_ROWS_PER_BLOCK))
-        .max(1);
     let chain = patches::conv_chain(g, id);
     let nb_now: &NetworkBounds = nb;
     let bound_block = |block: &[usize]| -> Result<Vec<f64>> {
-        if cfg.deadline.expired() {
-            return Err(BoundsError::Timeout);
-        }
         let s = block.len();
         if let Some(chain) = &chain {
             return patches::bound_rows(g, chain, block, nb_now, region, cfg);
@@ -464,17 +455,9 @@ fn refine(
             &mut Trace::default(),
         )
     };
-    let bounds: Vec<Result<Vec<f64>>> = if threads > 1 && rows.len() > chunk {
-        use rayon::prelude::*;
-        rows.par_chunks(chunk)
-            .map(|block| crate::ops::with_serial_gemm(|| bound_block(block)))
-            .collect()
-    } else {
-        rows.chunks(chunk).map(bound_block).collect()
-    };
-    for (block, lb) in rows.chunks(chunk).zip(bounds) {
-        let (lb, s) = (lb?, block.len());
-        let iv = &mut nb.nodes[id];
+    let chunk = (1usize << 22) / widest;
+    for (block, lb) in in_row_blocks(rows, chunk, cfg, bound_block)? {
+        let (iv, s) = (&mut nb.nodes[id], block.len());
         for (r, &j) in block.iter().enumerate() {
             (iv.lo[j], iv.hi[j]) = if cfg.intersect_ibp {
                 (iv.lo[j].max(lb[r]), iv.hi[j].min(-lb[s + r]))
@@ -487,7 +470,36 @@ fn refine(
 }
 
 /// Fewer rows than this per block are not worth a thread of their own.
-const MIN_ROWS_PER_BLOCK: usize = 16;
+const MIN_ROWS_PER_BLOCK: usize = 4;
+
+/// `bound` on consecutive blocks of `rows` (independent back-substitutions),
+/// spread over the bound threads, each block below `max_rows / threads` rows
+/// so that the blocks in flight together stay within `max_rows`.
+fn in_row_blocks<'r, T: Sync>(
+    rows: &'r [T],
+    max_rows: usize,
+    cfg: &BoundConfig,
+    bound: impl Fn(&[T]) -> Result<Vec<f64>> + Sync,
+) -> Result<Vec<(&'r [T], Vec<f64>)>> {
+    let threads = crate::ops::bound_threads();
+    let chunk = (max_rows / threads)
+        .min(rows.len().div_ceil(threads).max(MIN_ROWS_PER_BLOCK))
+        .max(1);
+    let bound_checked = |block: &'r [T]| {
+        if cfg.deadline.expired() {
+            return Err(BoundsError::Timeout);
+        }
+        Ok((block, bound(block)?))
+    };
+    if threads > 1 && rows.len() > chunk {
+        use rayon::prelude::*;
+        rows.par_chunks(chunk)
+            .map(|block| crate::ops::with_serial_gemm(|| bound_checked(block)))
+            .collect()
+    } else {
+        rows.chunks(chunk).map(bound_checked).collect()
+    }
+}
 
 /// Lower bounds of `spec · y` (`rows` rows) for the output `y` of the graph.
 pub fn lower_bounds(
@@ -510,16 +522,24 @@ pub fn lower_bounds(
     } else if cfg.method == Method::AlphaCrown {
         alpha::optimise(g, nb, region, cfg, spec, rows)?
     } else {
-        backsubstitute(
-            g,
-            g.output,
-            nb,
-            region,
-            cfg,
-            spec,
-            rows,
-            &mut Trace::default(),
-        )?
+        // Spec rows are independent too: blocks of them over the cores.
+        let n = nb.nodes[g.output].len();
+        let spec_rows: Vec<usize> = (0..rows).collect();
+        let blocks = in_row_blocks(&spec_rows, rows, cfg, |block| {
+            let block_spec = &spec[block[0] * n..][..block.len() * n];
+            let mut trace = Trace::default();
+            backsubstitute(
+                g,
+                g.output,
+                nb,
+                region,
+                cfg,
+                block_spec,
+                block.len(),
+                &mut trace,
+            )
+        })?;
+        blocks.into_iter().flat_map(|(_, lb)| lb).collect()
     };
     if !cfg.intersect_ibp {
         return Ok(crown);

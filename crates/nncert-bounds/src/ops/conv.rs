@@ -17,11 +17,6 @@ fn kernel(c: &ConvCall) -> (usize, usize, usize) {
     (icg, kh, kw)
 }
 
-/// Calls `f(out_index, in_index, weight)` for every valid (output, input) pair.
-fn for_each_tap(c: &ConvCall, mut f: impl FnMut(usize, usize, f64)) {
-    c.for_each_tap(|o, i, w| f(o, i, c.weight.data[w] as f64));
-}
-
 /// A convolution's sizes as its GEMMs see them: output positions per
 /// channel, kernel taps per output, output channels per group, input and
 /// output lengths.
@@ -42,33 +37,54 @@ fn out_len(c: &ConvCall) -> usize {
     c.out_chw.0 * c.out_chw.1 * c.out_chw.2
 }
 
-fn bias_of(c: &ConvCall, out: usize) -> f64 {
-    let per = c.out_chw.1 * c.out_chw.2;
-    c.bias.map_or(0.0, |b| b.data[out / per] as f64)
-}
-
+/// Interval arithmetic by GEMMs: `lo = b + W⁺·lo + W⁻·hi`, `hi` alike. Any
+/// summation order is covered by `error_radius`, so the GEMMs' is as good
+/// as the loops'.
 pub fn interval(c: &ConvCall, x: &Interval) -> Interval {
-    let n = out_len(c);
-    let mut lo: Vec<f64> = (0..n).map(|o| bias_of(c, o)).collect();
+    let (pos, neg): (Vec<f64>, Vec<f64>) = c
+        .weight
+        .data
+        .iter()
+        .map(|&w| (f64::from(w).max(0.0), f64::from(w).min(0.0)))
+        .unzip();
+    let mut lo = bias_planes(c, |b| b);
     let mut hi = lo.clone();
-    for_each_tap(c, |o, i, w| {
-        if w >= 0.0 {
-            lo[o] += w * x.lo[i];
-            hi[o] += w * x.hi[i];
-        } else {
-            lo[o] += w * x.hi[i];
-            hi[o] += w * x.lo[i];
-        }
-    });
+    accumulate(c, &pos, &x.lo, &mut lo);
+    accumulate(c, &neg, &x.hi, &mut lo);
+    accumulate(c, &pos, &x.hi, &mut hi);
+    accumulate(c, &neg, &x.lo, &mut hi);
     Interval { lo, hi }
 }
 
 pub fn error_radius(c: &ConvCall, x: &Interval) -> Vec<f64> {
-    let m = x.magnitude();
-    let mut s: Vec<f64> = (0..out_len(c)).map(|o| bias_of(c, o).abs()).collect();
-    for_each_tap(c, |o, i, w| s[o] += w.abs() * m[i]);
+    let abs_w: Vec<f64> = c.weight.data.iter().map(|&w| f64::from(w).abs()).collect();
+    let mut s = bias_planes(c, f64::abs);
+    accumulate(c, &abs_w, &x.magnitude(), &mut s);
     let (icg, kh, kw) = kernel(c);
     s.iter().map(|&v| affine_error(v, icg * kh * kw)).collect()
+}
+
+/// One sample's output filled with `f(bias)` per channel.
+fn bias_planes(c: &ConvCall, f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let (oc, oh, ow) = c.out_chw;
+    (0..oc * oh * ow)
+        .map(|o| f(c.bias.map_or(0.0, |b| b.data[o / (oh * ow)] as f64)))
+        .collect()
+}
+
+/// `y += conv(w, x)` for one sample, by im2col and GEMM per group (`w` the
+/// conv's weights in f64, any sign pattern).
+fn accumulate(c: &ConvCall, w: &[f64], x: &[f64], y: &mut [f64]) {
+    let (p, k, ocg, _, _) = gemm_dims(c);
+    let mut cols = vec![0.0; k * p];
+    for g in 0..c.groups {
+        let taps = tap_table(c, g);
+        for (col, &i) in cols.iter_mut().zip(taps.iter()) {
+            *col = if i == usize::MAX { 0.0 } else { x[i] };
+        }
+        let out = &mut y[g * ocg * p..];
+        super::dgemm(ocg, k, p, &w[g * ocg * k..], k, 1, &cols, p, 1, out, p);
+    }
 }
 
 /// Columns (spec row, output position) processed per GEMM, bounding the buffers.
@@ -143,19 +159,11 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
 /// The convolution of `n` inputs in f64 by im2col and GEMM (no rounding
 /// contract: for gradients and relaxed evaluations, not for bounds).
 pub(crate) fn forward(c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
-    let (p, k, ocg, in_len, out_n) = gemm_dims(c);
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
-    let mut y: Vec<f64> = (0..n * out_n).map(|o| bias_of(c, o % out_n)).collect();
-    let mut cols = vec![0.0; k * p];
-    for g in 0..c.groups {
-        let taps = tap_table(c, g);
-        for (xs, ys) in x.chunks(in_len).zip(y.chunks_mut(out_n)) {
-            for (col, &i) in cols.iter_mut().zip(taps.iter()) {
-                *col = if i == usize::MAX { 0.0 } else { xs[i] };
-            }
-            let out = &mut ys[g * ocg * p..];
-            super::dgemm(ocg, k, p, &w[g * ocg * k..], k, 1, &cols, p, 1, out, p);
-        }
+    let (in_len, out_n) = (gemm_dims(c).3, out_len(c));
+    let mut y: Vec<f64> = (0..n).flat_map(|_| bias_planes(c, |b| b)).collect();
+    for (xs, ys) in x.chunks(in_len).zip(y.chunks_mut(out_n)) {
+        accumulate(c, &w, xs, ys);
     }
     y
 }
