@@ -472,9 +472,14 @@ fn refine(
 /// Fewer rows than this per block are not worth a thread of their own.
 const MIN_ROWS_PER_BLOCK: usize = 4;
 
+/// Row sets are cut into this many blocks (fewer when small): a layout that
+/// does not depend on the thread count, so results are the same with
+/// `--jobs 1` or `--jobs 3` to the last bit (the blocks' live columns set
+/// their GEMMs' summation order).
+const ROW_BLOCKS: usize = 4;
+
 /// `bound` on consecutive blocks of `rows` (independent back-substitutions),
-/// spread over the bound threads, each block below `max_rows / threads` rows
-/// so that the blocks in flight together stay within `max_rows`.
+/// at most `max_rows` rows each, spread over the bound threads.
 fn in_row_blocks<'r, T: Sync>(
     rows: &'r [T],
     max_rows: usize,
@@ -482,8 +487,11 @@ fn in_row_blocks<'r, T: Sync>(
     bound: impl Fn(&[T]) -> Result<Vec<f64>> + Sync,
 ) -> Result<Vec<(&'r [T], Vec<f64>)>> {
     let threads = crate::ops::bound_threads();
-    let chunk = (max_rows / threads)
-        .min(rows.len().div_ceil(threads).max(MIN_ROWS_PER_BLOCK))
+    let chunk = rows
+        .len()
+        .div_ceil(ROW_BLOCKS)
+        .max(MIN_ROWS_PER_BLOCK)
+        .min(max_rows)
         .max(1);
     let bound_checked = |block: &'r [T]| {
         if cfg.deadline.expired() {
@@ -901,4 +909,50 @@ pub(crate) fn concretize_row(
         best = best.max(ball);
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nncert_model::Deadline;
+    use std::time::Duration;
+
+    #[test]
+    fn row_blocks_cover_every_row_in_order_within_the_budget() {
+        let cfg = BoundConfig::new(Method::Crown, Soundness::Float32);
+        let rows: Vec<usize> = (0..103).collect();
+        for max_rows in [1, 7, 64, 1000] {
+            let blocks = in_row_blocks(&rows, max_rows, &cfg, |b| {
+                Ok(b.iter().map(|&r| r as f64 * 2.0).collect())
+            })
+            .unwrap();
+            assert!(blocks.iter().all(|(b, _)| b.len() <= max_rows));
+            assert!(blocks.len() <= ROW_BLOCKS.max(103usize.div_ceil(max_rows)));
+            let seen: Vec<usize> = blocks.iter().flat_map(|(b, _)| b.to_vec()).collect();
+            assert_eq!(seen, rows);
+            let values: Vec<f64> = blocks.into_iter().flat_map(|(_, v)| v).collect();
+            assert_eq!(
+                values,
+                rows.iter().map(|&r| r as f64 * 2.0).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn row_blocks_stop_at_the_deadline_and_pass_errors_on() {
+        let mut cfg = BoundConfig::new(Method::Crown, Soundness::Float32);
+        cfg.deadline = Deadline::after(Duration::ZERO);
+        let rows: Vec<usize> = (0..50).collect();
+        let r = in_row_blocks(&rows, 8, &cfg, |b| Ok(vec![0.0; b.len()]));
+        assert!(matches!(r, Err(BoundsError::Timeout)));
+        cfg.deadline = Deadline::none();
+        let r = in_row_blocks(&rows, 8, &cfg, |b| {
+            if b.contains(&40) {
+                Err(BoundsError::Timeout)
+            } else {
+                Ok(vec![0.0; b.len()])
+            }
+        });
+        assert!(r.is_err());
+    }
 }
