@@ -19,19 +19,10 @@ pub fn interval(w: &Tensor, b: Option<&Tensor>, x: &Interval) -> Interval {
         let (xl, xh) = (&x.lo[r * inp..][..inp], &x.hi[r * inp..][..inp]);
         for o in 0..out {
             let bias = b.map_or(0.0, |b| b.data[o] as f64);
-            let (mut l, mut h) = (bias, bias);
-            for (i, &wi) in w.data[o * inp..][..inp].iter().enumerate() {
-                let wi = wi as f64;
-                if wi >= 0.0 {
-                    l += wi * xl[i];
-                    h += wi * xh[i];
-                } else {
-                    l += wi * xh[i];
-                    h += wi * xl[i];
-                }
-            }
-            lo.push(l);
-            hi.push(h);
+            let wo = &w.data[o * inp..][..inp];
+            let low = |w: f64, l: f64, h: f64| w * if w >= 0.0 { l } else { h };
+            lo.push(bias + super::sum8(wo, xl, xh, low));
+            hi.push(bias + super::sum8(wo, xh, xl, low));
         }
     }
     Interval { lo, hi }
@@ -43,13 +34,9 @@ pub fn error_radius(w: &Tensor, b: Option<&Tensor>, x: &Interval) -> Vec<f64> {
     let mut e = Vec::with_capacity(rows * out);
     for r in 0..rows {
         for o in 0..out {
-            let s = w.data[o * inp..][..inp]
-                .iter()
-                .zip(&m[r * inp..][..inp])
-                .fold(
-                    b.map_or(0.0, |b| (b.data[o] as f64).abs()),
-                    |acc, (&wi, &mi)| acc + (wi as f64).abs() * mi,
-                );
+            let (wo, mr) = (&w.data[o * inp..][..inp], &m[r * inp..][..inp]);
+            let s = b.map_or(0.0, |b| (b.data[o] as f64).abs())
+                + super::sum8(wo, mr, mr, |w, m, _| w.abs() * m);
             e.push(affine_error(s, inp));
         }
     }
@@ -70,11 +57,7 @@ pub(crate) fn forward(w: &Tensor, b: Option<&Tensor>, x: &[f64], rows: usize) ->
     if rows <= DIRECT_ROWS {
         for (xr, yr) in x.chunks(inp).zip(y.chunks_mut(out)) {
             for (yo, wo) in yr.iter_mut().zip(w.data.chunks(inp)) {
-                *yo += wo
-                    .iter()
-                    .zip(xr)
-                    .map(|(&wi, &xi)| wi as f64 * xi)
-                    .sum::<f64>();
+                *yo += super::sum8(wo, xr, xr, |w, x, _| w * x);
             }
         }
         return y;

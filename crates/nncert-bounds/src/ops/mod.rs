@@ -91,6 +91,28 @@ pub(crate) fn dgemm(
     }
 }
 
+/// `Σ f(w[i], a[i], b[i])` with eight running sums: one sum waits on each
+/// addition's latency. For sums whose rounding is charged whatever the
+/// order (sound mode's γ terms) or not charged at all (relaxed evaluations).
+#[inline(always)]
+pub(crate) fn sum8(w: &[f32], a: &[f64], b: &[f64], f: impl Fn(f64, f64, f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (wc, ac, bc) = (w.chunks_exact(8), a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = (wc
+        .remainder()
+        .iter()
+        .zip(ac.remainder())
+        .zip(bc.remainder()))
+    .map(|((&wi, &ai), &bi)| f(wi as f64, ai, bi))
+    .sum();
+    for ((w8, a8), b8) in wc.zip(ac).zip(bc) {
+        for l in 0..8 {
+            acc[l] += f(w8[l] as f64, a8[l], b8[l]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 /// Threads for the bound computation: `MATMUL_NUM_THREADS` when set (the
 /// CLI sets it to 1 when it runs images or subdomains on parallel workers),
 /// else all of rayon's.
