@@ -737,3 +737,61 @@ fn crown_gap_to_the_exact_minimum_is_within_the_relaxation_gap() {
         );
     }
 }
+
+/// MatMul then Add, as ONNX exporters write dense layers (ACAS Xu): sound
+/// mode folds the Add into the MatMul's bias (`fold_bias_add`), so its
+/// bounds are computed on a graph that rounds once per layer where the
+/// float32 engines, running the graph as written, round twice. Every
+/// engine's output must still lie inside them, with large biases that make
+/// the second rounding count.
+#[test]
+fn folded_bias_adds_keep_sound_bounds_for_the_graph_as_written() {
+    use nncert_model::passes::{canonicalize, PassOptions};
+    for seed in 0..6 {
+        let mut r = StdRng::seed_from_u64(seed);
+        let mut g = Graph::with_input("x", vec![1, 5]);
+        let mut id = 0;
+        for (k, (fan_in, fan_out)) in [(5, 12), (12, 12), (12, 3)].into_iter().enumerate() {
+            let fc = Op::Linear {
+                weight: random_tensor(&mut r, &[fan_out, fan_in], 1.0),
+                bias: None,
+            };
+            id = g.push(&format!("matmul{k}"), fc, vec![id]).unwrap();
+            let add = Op::Affine {
+                scale: None,
+                shift: Some(random_tensor(&mut r, &[1, fan_out], 300.0)),
+            };
+            id = g.push(&format!("add{k}"), add, vec![id]).unwrap();
+            if k < 2 {
+                id = g.push(&format!("relu{k}"), Op::Relu, vec![id]).unwrap();
+            }
+        }
+        let (bounded, report) = canonicalize(&g, PassOptions::float32_exact()).unwrap();
+        assert_eq!(report.bias_adds_folded, 3);
+        let set = region_set(&g, &mut r, Norm::Linf);
+        let x = samples(&set, &mut r, 1000);
+        let engines: Vec<Engine> = all_engines(&g).unwrap();
+        for method in [Method::Ibp, Method::Crown, Method::Symbolic, Method::DeepZ] {
+            let cfg = BoundConfig::new(method, Soundness::Float32);
+            let region = Region::of(&set, cfg.soundness);
+            let nb = propagate(&bounded, &region, &cfg).unwrap();
+            let out = &nb.nodes[bounded.output];
+            for e in &engines {
+                let y = run_all(&g, e, &x).unwrap().swap_remove(g.output);
+                for (k, yk) in y.chunks(3).enumerate() {
+                    for (j, &v) in yk.iter().enumerate() {
+                        let v = v as f64;
+                        assert!(
+                            out.lo[j] <= v && v <= out.hi[j],
+                            "{} seed {seed}: {} sample {k} output {j} = {v} outside [{}, {}]",
+                            method.name(),
+                            e.kind(),
+                            out.lo[j],
+                            out.hi[j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

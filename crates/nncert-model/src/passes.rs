@@ -16,6 +16,7 @@ pub struct PassOptions {
     pub resolve_shapes: bool,
     pub fold_batchnorm: bool,
     pub fold_affine: bool,
+    pub fold_bias_add: bool,
     pub fuse_linear_chains: bool,
 }
 
@@ -26,6 +27,7 @@ impl Default for PassOptions {
             resolve_shapes: true,
             fold_batchnorm: true,
             fold_affine: true,
+            fold_bias_add: true,
             fuse_linear_chains: true,
         }
     }
@@ -34,7 +36,8 @@ impl Default for PassOptions {
 impl PassOptions {
     /// Only the passes that leave every float32 operation as written
     /// (folding batch norms, affine ops or linear chains changes what
-    /// float32 computes, so sound mode must bound the graph unfolded).
+    /// float32 computes, so sound mode must bound the graph unfolded), and
+    /// `fold_bias_add`, whose rewrite the float32 error bound covers.
     pub fn float32_exact() -> Self {
         PassOptions {
             fold_batchnorm: false,
@@ -52,6 +55,7 @@ pub struct PassReport {
     pub shape_ops_resolved: usize,
     pub batchnorms_folded: usize,
     pub affines_folded: usize,
+    pub bias_adds_folded: usize,
     pub linear_chains_fused: usize,
 }
 
@@ -72,6 +76,9 @@ pub fn canonicalize(graph: &Graph, opts: PassOptions) -> Result<(Graph, PassRepo
         }
         if opts.fold_affine {
             report.affines_folded += fold_affine(&mut g);
+        }
+        if opts.fold_bias_add {
+            report.bias_adds_folded += fold_bias_add(&mut g);
         }
         if opts.fuse_linear_chains {
             report.linear_chains_fused += fuse_linear_chains(&mut g);
@@ -343,6 +350,46 @@ pub fn fold_affine(g: &mut Graph) -> usize {
                 g.nodes[id].inputs[0] = g.nodes[x].inputs[0];
                 count += 1;
             }
+        }
+    }
+    count
+}
+
+/// Folds a bias addition (an Affine node with a shift and no scale, per
+/// output feature) into the bias-less Linear/Conv before it: MatMul then
+/// Add as ONNX exporters write `x·Wᵀ + b`. Not exact in float32, since
+/// `fl(fl(W·x) + b)` rounds twice, but that is one summation order of the
+/// n + 1 terms `w·x` and `b`, which the float32 charge of an affine op with
+/// a bias, γ_{n+1}·(|b| + Σ|w|·|x|), covers; and `b` stays the float32
+/// tensor it was. So sound mode may fold it, and bounds one node, not two.
+pub fn fold_bias_add(g: &mut Graph) -> usize {
+    let mut count = 0;
+    for id in 0..g.nodes.len() {
+        let uses = g.use_counts();
+        let Some(&x) = g.nodes[id].inputs.first() else {
+            continue;
+        };
+        let bias_free = matches!(
+            g.nodes[x].op,
+            Op::Linear { bias: None, .. } | Op::Conv2d { bias: None, .. }
+        );
+        if !bias_free
+            || !only_use(&uses, x)
+            || !matches!(
+                g.nodes[id].op,
+                Op::Affine {
+                    scale: None,
+                    shift: Some(_)
+                }
+            )
+        {
+            continue;
+        }
+        let conv_like = matches!(g.nodes[x].op, Op::Conv2d { .. });
+        if let Some((s, t)) = affine_per_feature(g, id, conv_like) {
+            scale_outputs(&mut g.nodes[x].op, &s, &t);
+            g.redirect(id, x);
+            count += 1;
         }
     }
     count

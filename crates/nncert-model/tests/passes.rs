@@ -1,8 +1,8 @@
 //! Each canonicalisation pass removes its pattern and preserves outputs.
 
 use nncert_model::passes::{
-    canonicalize, fold_affine, fold_batchnorm, fold_constants, fuse_linear_chains, resolve_shapes,
-    PassOptions,
+    canonicalize, fold_affine, fold_batchnorm, fold_bias_add, fold_constants, fuse_linear_chains,
+    resolve_shapes, PassOptions,
 };
 use nncert_model::testing::{
     random_conv_net, random_inputs, random_residual_net, random_tensor, relative_discrepancy,
@@ -176,6 +176,51 @@ fn fold_affine_folds_into_linear_on_both_sides() {
     g.push("post", aff(&mut r, 4), vec![l]).unwrap();
     let (h, n) = preserved(&g, fold_affine);
     assert_eq!((n, count(&h, "Affine")), (2, 0));
+}
+
+/// Only a shift-only Affine right after a bias-less Linear is folded, and
+/// the bias it leaves is the shift tensor itself, bit for bit (sound mode
+/// relies on both: see `fold_bias_add`).
+#[test]
+fn fold_bias_add_moves_only_a_pure_shift_into_a_bias_free_linear() {
+    let mut r = rng();
+    let linear = |r: &mut rand::rngs::StdRng, bias: bool| Op::Linear {
+        weight: random_tensor(r, &[4, 3], 1.0),
+        bias: bias.then(|| random_tensor(r, &[4], 1.0)),
+    };
+    let shift = random_tensor(&mut r, &[1, 4], 1.0);
+    let add = |scale: Option<Tensor>| Op::Affine {
+        scale,
+        shift: Some(shift.clone()),
+    };
+    let net = |r: &mut rand::rngs::StdRng, bias: bool, scale: Option<Tensor>| {
+        let mut g = Graph::with_input("x", vec![1, 3]);
+        let l = g.push("fc", linear(r, bias), vec![0]).unwrap();
+        g.push("add", add(scale), vec![l]).unwrap();
+        g
+    };
+    let (h, n) = preserved(&net(&mut r, false, None), fold_bias_add);
+    assert_eq!((n, count(&h, "Affine")), (1, 0));
+    let Op::Linear { bias: Some(b), .. } = &h.nodes[h.output].op else {
+        panic!("no bias after folding");
+    };
+    assert_eq!(b.data, shift.data);
+    // A bias already there, or a scale: not a plain bias addition.
+    let (_, n) = preserved(&net(&mut r, true, None), fold_bias_add);
+    assert_eq!(n, 0);
+    let scale = Some(random_tensor(&mut r, &[1, 4], 1.0));
+    let (_, n) = preserved(&net(&mut r, false, scale), fold_bias_add);
+    assert_eq!(n, 0);
+    // The input normalisation before a Linear stays (it rounds before the products).
+    let mut g = Graph::with_input("x", vec![1, 3]);
+    let sub = Op::Affine {
+        scale: None,
+        shift: Some(random_tensor(&mut r, &[1, 3], 1.0)),
+    };
+    let a = g.push("sub", sub, vec![0]).unwrap();
+    g.push("fc", linear(&mut r, false), vec![a]).unwrap();
+    let (_, n) = preserved(&g, fold_bias_add);
+    assert_eq!(n, 0);
 }
 
 #[test]

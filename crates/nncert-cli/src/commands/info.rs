@@ -45,8 +45,8 @@ pub fn run(a: InfoArgs) -> CliResult {
     println!("imported:   {} nodes: {}", g.nodes.len(), histogram(&g));
     println!("canonical:  {} nodes: {}", c.nodes.len(), histogram(&c));
     println!(
-        "passes:     constants folded {}, shape ops resolved {}, batch norms folded {}, affines folded {}, linear chains fused {}",
-        report.constants_folded, report.shape_ops_resolved, report.batchnorms_folded, report.affines_folded, report.linear_chains_fused
+        "passes:     constants folded {}, shape ops resolved {}, batch norms folded {}, affines folded {}, bias adds folded {}, linear chains fused {}",
+        report.constants_folded, report.shape_ops_resolved, report.batchnorms_folded, report.affines_folded, report.bias_adds_folded, report.linear_chains_fused
     );
     let left: Vec<&str> = c
         .nodes
