@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every VNN-COMP 2021 instance of ../shared through the tool contract
 # (vnncomp/prepare_instance.sh, vnncomp/run_instance.sh) with a
-# per-instance timeout (default 10 s) and prints, per instance:
+# per-instance timeout (default 10 s; `official`: each instance's own, from
+# the benchmark's instance list) and prints, per instance:
 #   benchmark,onnx,vnnlib,consensus,nncert_result,seconds
-# usage: [BENCHMARKS="acasxu mnistfc"] bench/vnncomp_sweep.sh [TIMEOUT] > results.csv
+# usage: [BENCHMARKS="acasxu mnistfc"] bench/vnncomp_sweep.sh [TIMEOUT|official] > results.csv
 set -u
 T=${1:-10}
 SHARED=${NNCERT_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
@@ -19,7 +20,9 @@ for dir in "$SHARED"/vnncomp2021/*/; do
     consensus=$(awk -F, -v b="$bench" -v o="$onnx" -v s="$spec" '$1==b && $2==o && $3==s {print $4}' "$SHARED/vnncomp2021/reference.csv" | head -1)
     "$TOOL/prepare_instance.sh" v1 "$bench" "$dir$onnx" "$dir$spec" >/dev/null 2>&1 || { echo "$bench,$onnx,$spec,${consensus:-?},error,0"; continue; }
     start=$(date +%s.%N)
-    "$TOOL/run_instance.sh" v1 "$bench" "$dir$onnx" "$dir$spec" "$OUT" "$T" >/dev/null 2>&1
+    limit=$T timeout=${timeout%$'\r'}
+    [ "$T" = official ] && limit=$timeout
+    "$TOOL/run_instance.sh" v1 "$bench" "$dir$onnx" "$dir$spec" "$OUT" "$limit" >/dev/null 2>&1
     end=$(date +%s.%N)
     echo "$bench,$onnx,$spec,${consensus:-?},$(head -1 "$OUT"),$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')"
   done < "$csv"

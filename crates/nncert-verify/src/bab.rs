@@ -31,7 +31,7 @@
 use crate::attack::descend_from;
 use crate::leaf::{decide_leaf, Leaf};
 use crate::witness::f32_point_inside;
-use crate::{Counterexample, Models, Outcome, Result};
+use crate::{Counterexample, LowestFirst, Models, Outcome, Result};
 use nncert_bounds::{
     bound_for_branching, propagate_split, BoundConfig, BoundsError, Multipliers, NetworkBounds,
     Region, ReluSplit,
@@ -86,27 +86,12 @@ struct Subdomain {
     warm: Multipliers,
 }
 
-/// Lowest bound first: the subdomain most likely to hold a counterexample,
-/// and the one that most needs splitting.
-impl Ord for Subdomain {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.lower.total_cmp(&self.lower)
+fn lowest_first(sub: Subdomain) -> LowestFirst<Subdomain> {
+    LowestFirst {
+        key: sub.lower,
+        item: sub,
     }
 }
-
-impl PartialOrd for Subdomain {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Subdomain {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Subdomain {}
 
 fn stored_values(nb: &NetworkBounds) -> usize {
     nb.nodes.iter().map(|iv| 2 * iv.len()).sum::<usize>()
@@ -152,7 +137,7 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
         Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
         Examined::Open(sub) => {
             stored += stored_values(&sub.bounds);
-            queue.push(*sub);
+            queue.push(lowest_first(*sub));
         }
     }
     let mut open_leaf = false;
@@ -162,7 +147,9 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
         }
         let mut batch = Vec::new();
         while batch.len() < cfg.workers.max(1) {
-            let Some(sub) = queue.pop() else { break };
+            let Some(LowestFirst { item: sub, .. }) = queue.pop() else {
+                break;
+            };
             stored -= stored_values(&sub.bounds);
             match sub.branch {
                 Some(split) => batch.push((sub, split)),
@@ -190,7 +177,7 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
                 Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
                 Examined::Open(child) => {
                     stored += stored_values(&child.bounds);
-                    queue.push(*child);
+                    queue.push(lowest_first(*child));
                 }
             }
         }

@@ -16,7 +16,7 @@
 
 use crate::attack::{descend_from, pgd, PgdConfig};
 use crate::witness::f32_point_inside;
-use crate::{Counterexample, Models, Outcome, Result};
+use crate::{Counterexample, LowestFirst, Models, Outcome, Result};
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Region};
 use nncert_model::{Deadline, Graph};
 use nncert_spec::{Case, InputBox, InputSet, Property};
@@ -73,29 +73,14 @@ impl Piece {
             worst,
         })
     }
-}
 
-// The queue pops the lowest score first: the piece most likely to hold a
-// counterexample (a proof must close every piece, in any order).
-impl Ord for Piece {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.worst.value.total_cmp(&self.worst.value)
+    fn queued(self) -> LowestFirst<Piece> {
+        LowestFirst {
+            key: self.worst.value,
+            item: self,
+        }
     }
 }
-
-impl PartialOrd for Piece {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Piece {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Piece {}
 
 /// Gradient steps from each open piece's centre on its hardest constraint.
 const DESCENT_STEPS: usize = 10;
@@ -119,10 +104,13 @@ pub fn prove_by_splitting(
         Err(BoundsError::Timeout) => return Ok(Outcome::Timeout),
         r => r?,
     };
-    let mut queue: BinaryHeap<Piece> = Piece::new(root, &all_terms, slacks, None)
+    // Lowest score first: the piece most likely to hold a counterexample (a
+    // proof must close every piece, in any order).
+    let mut queue: BinaryHeap<LowestFirst<Piece>> = Piece::new(root, &all_terms, slacks, None)
+        .map(Piece::queued)
         .into_iter()
         .collect();
-    if let Some(piece) = queue.peek() {
+    if let Some(LowestFirst { item: piece, .. }) = queue.peek() {
         // A full attack on the box first: the pieces' own descents are short.
         let c = &case.unsafe_output.terms[piece.worst.term][piece.worst.constraint];
         let set = InputSet::Box(piece.b.clone());
@@ -139,7 +127,7 @@ pub fn prove_by_splitting(
         }
     }
     let mut thin_piece_open = false;
-    while let Some(piece) = queue.pop() {
+    while let Some(LowestFirst { item: piece, .. }) = queue.pop() {
         if deadline.expired() {
             return Ok(Outcome::Timeout);
         }
@@ -148,7 +136,7 @@ pub fn prove_by_splitting(
         }
         match best_halves(m.bounded, case, &piece, cfg, &width0) {
             Ok(Some(_)) if queue.len() >= MAX_QUEUED_PIECES => return Ok(Outcome::Unknown),
-            Ok(Some(halves)) => queue.extend(halves.into_iter().flatten()),
+            Ok(Some(halves)) => queue.extend(halves.into_iter().flatten().map(Piece::queued)),
             // A piece too thin to halve in float32 stays open (it straddles
             // the unsafe set's boundary within float32's error); the other
             // pieces may still hold a counterexample.

@@ -34,6 +34,34 @@ pub enum VerifyError {
 
 pub type Result<T> = std::result::Result<T, VerifyError>;
 
+/// An item of a search queue, keyed by its bound: a `BinaryHeap` of these
+/// pops the lowest key first (the part most likely to hold a
+/// counterexample, and the one that most needs splitting).
+struct LowestFirst<T> {
+    key: f64,
+    item: T,
+}
+
+impl<T> Ord for LowestFirst<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key.total_cmp(&self.key)
+    }
+}
+
+impl<T> PartialOrd for LowestFirst<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> PartialEq for LowestFirst<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl<T> Eq for LowestFirst<T> {}
+
 /// How a search over one property ended.
 #[derive(Debug)]
 pub enum Outcome {
