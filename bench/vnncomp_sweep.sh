@@ -20,8 +20,9 @@ for dir in "$SHARED"/vnncomp2021/*/; do
     consensus=$(awk -F, -v b="$bench" -v o="$onnx" -v s="$spec" '$1==b && $2==o && $3==s {print $4}' "$SHARED/vnncomp2021/reference.csv" | head -1)
     "$TOOL/prepare_instance.sh" v1 "$bench" "$dir$onnx" "$dir$spec" >/dev/null 2>&1 || { echo "$bench,$onnx,$spec,${consensus:-?},error,0"; continue; }
     start=$(date +%s.%N)
-    limit=$T timeout=${timeout%$'\r'}
-    [ "$T" = official ] && limit=$timeout
+    limit=$T
+    # The instance's own timeout (some lists end their lines with CR LF).
+    [ "$T" = official ] && limit=${timeout%$'\r'}
     "$TOOL/run_instance.sh" v1 "$bench" "$dir$onnx" "$dir$spec" "$OUT" "$limit" >/dev/null 2>&1
     end=$(date +%s.%N)
     echo "$bench,$onnx,$spec,${consensus:-?},$(head -1 "$OUT"),$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')"

@@ -19,7 +19,7 @@ use crate::witness::f32_point_inside;
 use crate::{Counterexample, LowestFirst, Models, Outcome, Result};
 use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Region};
 use nncert_model::{Deadline, Graph};
-use nncert_spec::{Case, InputBox, InputSet, Property};
+use nncert_spec::{Case, InputBox, InputSet, LinearConstraint, Property};
 use rayon::prelude::*;
 use std::collections::BinaryHeap;
 
@@ -74,6 +74,12 @@ impl Piece {
         })
     }
 
+    /// The constraint of its worst term that came closest to excluding it:
+    /// the one a counterexample finds hardest to meet, which attacks descend on.
+    fn hardest<'c>(&self, case: &'c Case) -> &'c LinearConstraint {
+        &case.unsafe_output.terms[self.worst.term][self.worst.constraint]
+    }
+
     fn queued(self) -> LowestFirst<Piece> {
         LowestFirst {
             key: self.worst.value,
@@ -112,7 +118,7 @@ pub fn prove_by_splitting(
         .collect();
     if let Some(LowestFirst { item: piece, .. }) = queue.peek() {
         // A full attack on the box first: the pieces' own descents are short.
-        let c = &case.unsafe_output.terms[piece.worst.term][piece.worst.constraint];
+        let c = piece.hardest(case);
         let set = InputSet::Box(piece.b.clone());
         if let Some(ce) = pgd(
             m,
@@ -152,9 +158,9 @@ pub fn prove_by_splitting(
     })
 }
 
-/// The piece's centre, then a short descent from it on the constraint of
-/// its worst term that came closest to excluding it: the splits follow the
-/// bounds, not the minimum, so the centres alone may never reach it.
+/// The piece's centre, then a short descent from it on its hardest
+/// constraint: the splits follow the bounds, not the minimum, so the
+/// centres alone may never reach it.
 fn search_piece(
     m: &Models,
     p: &Property,
@@ -168,7 +174,7 @@ fn search_piece(
             return Ok(Some(ce));
         }
     }
-    let c = &case.unsafe_output.terms[piece.worst.term][piece.worst.constraint];
+    let c = piece.hardest(case);
     let set = InputSet::Box(b.clone());
     descend_from(
         m,
@@ -208,8 +214,7 @@ fn term_slacks(
 struct Score {
     value: f64,
     term: usize,
-    /// The term's constraint whose bound came closest to excluding it (the
-    /// one a counterexample finds hardest to meet).
+    /// The term's constraint whose bound came closest to excluding it.
     constraint: usize,
 }
 
@@ -279,4 +284,43 @@ fn best_halves(
         let right = parts.swap_remove(2 * k + 1);
         [parts.swap_remove(2 * k), right]
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_box() -> InputBox {
+        InputBox {
+            lo: vec![0.0],
+            hi: vec![1.0],
+        }
+    }
+
+    /// Slacks stay with their terms and constraints: a term closes when one
+    /// of its constraints' slacks, raised to the parent's, is positive, and
+    /// the worst open term names the constraint that came closest.
+    #[test]
+    fn pieces_keep_each_terms_slacks_and_take_the_parents_floor() {
+        let terms = [0, 2];
+        let slacks = vec![vec![-1.0, -3.0], vec![0.5, -2.0]];
+        let p = Piece::new(unit_box(), &terms, slacks.clone(), None).unwrap();
+        assert_eq!(p.open, vec![0]);
+        assert_eq!(p.slacks, vec![vec![-1.0, -3.0]]);
+        assert_eq!(
+            (p.worst.term, p.worst.constraint, p.worst.value),
+            (0, 0, -1.0)
+        );
+        // The parent's second constraint of term 0 was already positive.
+        let floor = vec![vec![-2.0, 1.0], vec![-1.0, -1.0]];
+        assert!(Piece::new(unit_box(), &terms, slacks.clone(), Some(&floor)).is_none());
+        // A floor above some slacks and below others.
+        let floor = vec![vec![-0.5, -4.0], vec![-1.0, -1.0]];
+        let p = Piece::new(unit_box(), &terms, slacks, Some(&floor)).unwrap();
+        assert_eq!(p.slacks, vec![vec![-0.5, -3.0]]);
+        assert_eq!(
+            (p.worst.term, p.worst.constraint, p.worst.value),
+            (0, 0, -0.5)
+        );
+    }
 }

@@ -361,6 +361,79 @@ fn input_splitting_decides_properties_near_the_minimum() {
     });
 }
 
+/// Input splitting on a disjunction of conjunctions (ACAS Xu's properties
+/// 2, 3 and 7 have this shape; each term keeps its own slacks and the
+/// parent's floor per constraint): on 2-input nets with 3 outputs, "y0 is
+/// the smallest or y1 is the smallest, by at least −t" is unsafe. With `w`
+/// the grid minimum of the best term's worst constraint, `t = w − 0.05` must
+/// be proved and `t = w + 0.05` refuted by a confirmed counterexample.
+#[test]
+fn input_splitting_decides_disjunctions_of_conjunctions() {
+    let b = InputBox {
+        lo: vec![-0.5, -0.5],
+        hi: vec![0.5, 0.5],
+    };
+    // Term k: y_k − y_j ≤ t for both other outputs j.
+    let terms = |t: f64| -> Vec<Vec<LinearConstraint>> {
+        (0..2)
+            .map(|k| {
+                (0..3)
+                    .filter(|&j| j != k)
+                    .map(|j| {
+                        let mut coeffs = vec![0.0; 3];
+                        coeffs[k] = 1.0;
+                        coeffs[j] = -1.0;
+                        LinearConstraint { coeffs, rhs: t }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    for seed in 0..6 {
+        let g = random_relu_mlp(&[2, 8, 8, 3], 300 + seed);
+        let engines = all_engines(&g).unwrap();
+        let m = Models {
+            executed: &g,
+            bounded: &g,
+            engines: &engines,
+        };
+        let worst_constraint = |y: &[f64]| {
+            terms(0.0)
+                .iter()
+                .map(|term| {
+                    term.iter()
+                        .map(|c| c.coeffs.iter().zip(y).map(|(a, v)| a * v).sum::<f64>())
+                        .fold(f64::NEG_INFINITY, f64::max)
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let w = grid(&b, 201)
+            .iter()
+            .map(|x| worst_constraint(&nncert_model::reference_forward(&g, x).unwrap()))
+            .fold(f64::INFINITY, f64::min);
+        for (t, holds) in [(w - 0.05, true), (w + 0.05, false)] {
+            let p = Property {
+                num_inputs: 2,
+                num_outputs: 3,
+                cases: vec![Case {
+                    input: InputSet::Box(b.clone()),
+                    unsafe_output: OutputDnf { terms: terms(t) },
+                }],
+            };
+            let cfg = BoundConfig::new(Method::Crown, Soundness::Float32);
+            let deadline = nncert_model::Deadline::after_secs(20.0);
+            match prove_by_splitting(&m, &p, &p.cases[0], &cfg, deadline).unwrap() {
+                Outcome::Proved => assert!(holds, "seed {seed}: proved a false property"),
+                Outcome::Counterexample(ce) => {
+                    assert!(!holds, "seed {seed}: counterexample to a true property");
+                    assert!(p.is_counterexample(&ce.x, &ce.y));
+                }
+                other => panic!("seed {seed} t {t}: {other:?}"),
+            }
+        }
+    }
+}
+
 /// On a linear model the minimum over an L∞ ball is at a known corner:
 /// PGD reaches it when it is below the threshold, and finds nothing otherwise.
 #[test]
