@@ -84,6 +84,56 @@ pub fn bound_for_branching(
     })
 }
 
+/// Filtered strong branching (FSB, De Palma et al. 2021): of the `k` best
+/// candidates by BaBSR score, the split whose worse child has the highest
+/// bound. Each child is bounded by one back-substitution with the parent's
+/// intermediate bounds (valid on the child), the split neuron's interval
+/// clamped at 0, and the parent's slopes and multipliers (`warm`): cheap,
+/// and it sees how clamping the neuron changes every earlier coefficient,
+/// which BaBSR's intercept score does not. The choice only steers the
+/// search; soundness rests on the children's own bounds.
+#[allow(clippy::too_many_arguments)]
+pub fn strongest_split(
+    g: &Graph,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+    splits: &[ReluSplit],
+    (candidates, warm): (&[(ReluSplit, f64)], &Multipliers),
+    k: usize,
+) -> Result<Option<ReluSplit>, BoundsError> {
+    let once = BoundConfig {
+        alpha_iterations: 0,
+        ..*cfg
+    };
+    let mut clamped = nb.clone();
+    let mut child_splits = splits.to_vec();
+    let mut best: Option<(f64, ReluSplit)> = None;
+    for &(split, _) in candidates.iter().take(k) {
+        let saved = nb.nodes[split.pre].clone();
+        let mut worse = f64::INFINITY;
+        for active in [false, true] {
+            let child = ReluSplit { active, ..split };
+            let iv = &mut clamped.nodes[split.pre];
+            if active {
+                iv.lo[split.index] = iv.lo[split.index].max(0.0);
+            } else {
+                iv.hi[split.index] = iv.hi[split.index].min(0.0);
+            }
+            child_splits.push(child);
+            let bound = optimise_row(g, &clamped, region, &once, spec, &child_splits, warm);
+            child_splits.pop();
+            clamped.nodes[split.pre].clone_from(&saved);
+            worse = worse.min(bound?.0);
+        }
+        if best.is_none_or(|(b, _)| worse > b) {
+            best = Some((worse, split));
+        }
+    }
+    Ok(best.map(|(_, split)| split))
+}
+
 /// `coeffs · x + constant` over the input.
 #[derive(Clone, Debug)]
 pub struct AffineForm {

@@ -20,7 +20,7 @@ mod robustness;
 mod symbolic;
 
 pub use alpha::{ball_minimiser, Multipliers};
-pub use branching::{bound_for_branching, leaf_forms, AffineForm, RowBound};
+pub use branching::{bound_for_branching, leaf_forms, strongest_split, AffineForm, RowBound};
 pub use fp::Soundness;
 pub use gradient::spec_gradient;
 pub use interval::{Interval, Region};

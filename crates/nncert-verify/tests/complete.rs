@@ -13,7 +13,7 @@ use nncert_spec::{
     Case, InputBox, InputSet, LinearConstraint, Norm, NormBall, OutputDnf, Property,
 };
 use nncert_verify::attack::{pgd, PgdConfig};
-use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
+use nncert_verify::bab::{prove_row, BabConfig, RowProblem, BRANCH_CANDIDATES};
 use nncert_verify::input_split::prove_by_splitting;
 use nncert_verify::milp::{self, BigM, MilpSolver};
 use nncert_verify::robustness::{
@@ -302,11 +302,49 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
             );
         }
     });
-    // Measured: CROWN 118,510 subdomains in all, β-CROWN 31,032 (5 Adam
-    // steps per child).
+    // Measured: CROWN 53,910 subdomains in all, β-CROWN 5,399 (5 Adam
+    // steps per child, strong branching; BaBSR alone: 118,510 and 31,032).
     assert!(
         2 * subdomains[1] < subdomains[0],
         "subdomains: CROWN {}, β-CROWN {}",
+        subdomains[0],
+        subdomains[1]
+    );
+}
+
+/// Filtered strong branching (bound both children of the best BaBSR
+/// candidates, split the one whose worse child is highest) proves
+/// `y > min − 0.01` on every grid net with fewer subdomains than BaBSR's
+/// best candidate alone, and refutes `y > min + 0.01` as before.
+#[test]
+fn strong_branching_needs_fewer_subdomains_than_babsr() {
+    let mut subdomains = [0usize; 2];
+    for_each_grid_net(|seed, m, b, min| {
+        for (k, candidates) in [1, BRANCH_CANDIDATES].into_iter().enumerate() {
+            // A fresh, generous deadline per query (a cap, not a timing).
+            let cfg = || BabConfig {
+                branch_candidates: candidates,
+                ..BabConfig::new(BoundConfig {
+                    deadline: nncert_model::Deadline::after_secs(60.0),
+                    ..BoundConfig::new(Method::AlphaCrown, Soundness::Float32)
+                })
+            };
+            let (outcome, stats) = prove_on_grid_net(m, b, min - 0.01, &cfg());
+            assert!(
+                matches!(outcome, Outcome::Proved),
+                "seed {seed}, {candidates} candidates: {outcome:?}"
+            );
+            subdomains[k] += stats.subdomains;
+            assert_eq!(
+                decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg()),
+                Some(false)
+            );
+        }
+    });
+    // Measured: BaBSR 31,032 subdomains in all, strong branching 5,399.
+    assert!(
+        subdomains[1] < subdomains[0],
+        "subdomains: BaBSR {}, strong branching {}",
         subdomains[0],
         subdomains[1]
     );
