@@ -8,7 +8,7 @@ use crate::fp::Soundness;
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Slopes};
 use crate::propagate::{
-    backsubstitute, box_min_of, interval_lower, NetworkBounds, ReluSplit, Trace,
+    apply_splits, backsubstitute, box_min_of, interval_lower, NetworkBounds, ReluSplit, Trace,
 };
 use crate::{BoundConfig, BoundsError, Method};
 use nncert_model::{Graph, NodeId, Op};
@@ -115,12 +115,8 @@ pub fn strongest_split(
         let mut worse = f64::INFINITY;
         for active in [false, true] {
             let child = ReluSplit { active, ..split };
-            let iv = &mut clamped.nodes[split.pre];
-            if active {
-                iv.lo[split.index] = iv.lo[split.index].max(0.0);
-            } else {
-                iv.hi[split.index] = iv.hi[split.index].min(0.0);
-            }
+            // Never empty: the candidate is unstable, lo < 0 < hi.
+            apply_splits(&mut clamped.nodes[split.pre], split.pre, &[child]);
             child_splits.push(child);
             let bound = optimise_row(g, &clamped, region, &once, spec, &child_splits, warm);
             child_splits.pop();

@@ -321,7 +321,7 @@ pub fn propagate_split(
 }
 
 /// Clamps node `id`'s interval by its splits; false when one leaves it empty.
-fn apply_splits(iv: &mut Interval, id: NodeId, splits: &[ReluSplit]) -> bool {
+pub(crate) fn apply_splits(iv: &mut Interval, id: NodeId, splits: &[ReluSplit]) -> bool {
     for sp in splits.iter().filter(|sp| sp.pre == id) {
         let j = sp.index;
         if sp.active {
