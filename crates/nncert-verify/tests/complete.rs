@@ -271,6 +271,29 @@ fn bab_proves_true_and_refutes_false_properties() {
     );
 }
 
+/// Proves `y > min − 0.01` and refutes `y > min + 0.01` on a grid net (a
+/// fresh configuration per query); the subdomains the proof took.
+fn prove_and_refute_near_minimum(
+    seed: u64,
+    m: &Models,
+    b: &InputBox,
+    min: f64,
+    cfg: impl Fn() -> BabConfig,
+) -> usize {
+    let (outcome, stats) = prove_on_grid_net(m, b, min - 0.01, &cfg());
+    assert!(
+        matches!(outcome, Outcome::Proved),
+        "seed {seed} {:?}, {} candidates: {outcome:?}",
+        cfg().bounds.method,
+        cfg().branch_candidates
+    );
+    assert_eq!(
+        decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg()),
+        Some(false)
+    );
+    stats.subdomains
+}
+
 /// Close to the minimum (y > min − 0.01 on the grid nets), β-CROWN's split
 /// multipliers close subdomains that interval clamping leaves open, so
 /// branch and bound needs far fewer of them (both are complete here: the
@@ -290,16 +313,7 @@ fn beta_crown_closes_subdomains_that_clamping_leaves_open() {
                     ..BoundConfig::new(method, Soundness::Float32)
                 })
             };
-            let (outcome, stats) = prove_on_grid_net(m, b, min - 0.01, &cfg());
-            assert!(
-                matches!(outcome, Outcome::Proved),
-                "seed {seed} {method:?}: {outcome:?}"
-            );
-            subdomains[k] += stats.subdomains;
-            assert_eq!(
-                decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg()),
-                Some(false)
-            );
+            subdomains[k] += prove_and_refute_near_minimum(seed, m, b, min, cfg);
         }
     });
     // Measured: CROWN 53,910 subdomains in all, β-CROWN 5,399 (5 Adam
@@ -329,16 +343,7 @@ fn strong_branching_needs_fewer_subdomains_than_babsr() {
                     ..BoundConfig::new(Method::AlphaCrown, Soundness::Float32)
                 })
             };
-            let (outcome, stats) = prove_on_grid_net(m, b, min - 0.01, &cfg());
-            assert!(
-                matches!(outcome, Outcome::Proved),
-                "seed {seed}, {candidates} candidates: {outcome:?}"
-            );
-            subdomains[k] += stats.subdomains;
-            assert_eq!(
-                decide_on_grid_net(seed, m, b, min + 0.01, false, &cfg()),
-                Some(false)
-            );
+            subdomains[k] += prove_and_refute_near_minimum(seed, m, b, min, cfg);
         }
     });
     // Measured: BaBSR 31,032 subdomains in all, strong branching 5,399.
