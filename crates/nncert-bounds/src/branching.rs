@@ -88,7 +88,7 @@ pub fn bound_for_branching(
 /// candidates by BaBSR score, the split whose worse child has the highest
 /// bound. Each child is bounded by one back-substitution with the parent's
 /// intermediate bounds (valid on the child), the split neuron's interval
-/// clamped at 0, and the parent's slopes and multipliers (`warm`): cheap,
+/// clamped at 0, and the parent's slopes and multipliers (`rb`'s): cheap,
 /// and it sees how clamping the neuron changes every earlier coefficient,
 /// which BaBSR's intercept score does not. The choice only steers the
 /// search; soundness rests on the children's own bounds.
@@ -100,7 +100,7 @@ pub fn strongest_split(
     cfg: &BoundConfig,
     spec: &[f64],
     splits: &[ReluSplit],
-    (candidates, warm): (&[(ReluSplit, f64)], &Multipliers),
+    rb: &RowBound,
     k: usize,
 ) -> Result<Option<ReluSplit>, BoundsError> {
     let once = BoundConfig {
@@ -110,7 +110,7 @@ pub fn strongest_split(
     let mut clamped = nb.clone();
     let mut child_splits = splits.to_vec();
     let mut best: Option<(f64, ReluSplit)> = None;
-    for &(split, _) in candidates.iter().take(k) {
+    for &(split, _) in rb.candidates.iter().take(k) {
         let saved = nb.nodes[split.pre].clone();
         let mut worse = f64::INFINITY;
         for active in [false, true] {
@@ -118,7 +118,15 @@ pub fn strongest_split(
             // Never empty: the candidate is unstable, lo < 0 < hi.
             apply_splits(&mut clamped.nodes[split.pre], split.pre, &[child]);
             child_splits.push(child);
-            let bound = optimise_row(g, &clamped, region, &once, spec, &child_splits, warm);
+            let bound = optimise_row(
+                g,
+                &clamped,
+                region,
+                &once,
+                spec,
+                &child_splits,
+                &rb.multipliers,
+            );
             child_splits.pop();
             clamped.nodes[split.pre].clone_from(&saved);
             worse = worse.min(bound?.0);

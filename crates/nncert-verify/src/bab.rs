@@ -274,7 +274,7 @@ fn examine(
         }
     }
     let deadline = cfg.bounds.deadline;
-    let start = rb.minimiser;
+    let start = rb.minimiser.clone();
     if let Some(ce) = descend_from(
         m,
         q.property,
@@ -294,7 +294,7 @@ fn examine(
         &row_cfg,
         q.spec,
         &splits,
-        (&rb.candidates, &rb.multipliers),
+        &rb,
         cfg.branch_candidates,
     )?;
     Ok(Examined::Open(Box::new(Subdomain {
