@@ -23,36 +23,41 @@ pub struct Counterexample {
 
 impl Models<'_> {
     /// The first candidate that is a counterexample on the f64 reference
-    /// and on every engine (all re-executed here).
+    /// and on every engine (all re-executed here). The reference runs
+    /// first and each engine only on the candidates still violating: most
+    /// candidates (branch and bound's minimisers on a true property) fail
+    /// on the reference, and a float32 engine such as the dense Toeplitz
+    /// one can cost far more than the reference.
     pub fn confirm(&self, p: &Property, candidates: &[Vec<f32>]) -> Result<Option<Counterexample>> {
         if candidates.is_empty() {
             return Ok(None);
         }
         let g = self.executed;
-        let x: Vec<f32> = candidates.concat();
-        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let reference = nncert_model::reference_forward(g, &x64)?;
-        let outputs: Vec<Vec<f32>> = self
-            .engines
-            .iter()
-            .map(|e| e.run(g, &x))
-            .collect::<std::result::Result<_, _>>()?;
         let (ni, no) = (g.input_len(), g.output_len());
-        for k in 0..candidates.len() {
-            let xk = &x64[k * ni..][..ni];
-            let yk = &reference[k * no..][..no];
-            let violated_by = |y: &[f32]| {
-                let y: Vec<f64> = y[k * no..][..no].iter().map(|&v| v as f64).collect();
-                p.is_counterexample(xk, &y)
-            };
-            if p.is_counterexample(xk, yk) && outputs.iter().all(|y| violated_by(y)) {
-                return Ok(Some(Counterexample {
-                    x: xk.to_vec(),
-                    y: yk.to_vec(),
-                }));
+        let x64: Vec<f64> = candidates.iter().flatten().map(|&v| v as f64).collect();
+        let reference = nncert_model::reference_forward(g, &x64)?;
+        let mut live: Vec<usize> = (0..candidates.len())
+            .filter(|&k| p.is_counterexample(&x64[k * ni..][..ni], &reference[k * no..][..no]))
+            .collect();
+        for engine in self.engines {
+            if live.is_empty() {
+                break;
             }
+            let x: Vec<f32> = live.iter().flat_map(|&k| candidates[k].clone()).collect();
+            let y = engine.run(g, &x)?;
+            let mut still = Vec::with_capacity(live.len());
+            for (j, &k) in live.iter().enumerate() {
+                let yj: Vec<f64> = y[j * no..][..no].iter().map(|&v| v as f64).collect();
+                if p.is_counterexample(&x64[k * ni..][..ni], &yj) {
+                    still.push(k);
+                }
+            }
+            live = still;
         }
-        Ok(None)
+        Ok(live.first().map(|&k| Counterexample {
+            x: x64[k * ni..][..ni].to_vec(),
+            y: reference[k * no..][..no].to_vec(),
+        }))
     }
 }
 
@@ -77,6 +82,88 @@ pub fn f32_point_inside(x: &[f64], b: &InputBox) -> Option<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nncert_model::testing::random_relu_mlp;
+    use nncert_spec::{Case, InputSet, LinearConstraint, OutputDnf};
+
+    /// `y ≤ rhs` over [0, 1]² is the unsafe set.
+    fn at_most(rhs: f64) -> Property {
+        Property {
+            num_inputs: 2,
+            num_outputs: 1,
+            cases: vec![Case {
+                input: InputSet::Box(InputBox {
+                    lo: vec![0.0; 2],
+                    hi: vec![1.0; 2],
+                }),
+                unsafe_output: OutputDnf {
+                    terms: vec![vec![LinearConstraint {
+                        coeffs: vec![1.0],
+                        rhs,
+                    }]],
+                },
+            }],
+        }
+    }
+
+    /// The first candidate violating on the reference and on every engine
+    /// is returned; one that fools the reference but not an engine is not.
+    #[test]
+    fn confirm_needs_the_reference_and_every_engine() {
+        let mut checked_boundary = 0;
+        for seed in 0..20 {
+            let g = random_relu_mlp(&[2, 8, 1], seed);
+            let engines = nncert_exec::all_engines(&g).unwrap();
+            let m = Models {
+                executed: &g,
+                bounded: &g,
+                engines: &engines,
+            };
+            let xs: Vec<Vec<f32>> = vec![vec![0.1, 0.9], vec![0.7, 0.3], vec![0.45, 0.55]];
+            let y = |x: &[f32]| {
+                let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                nncert_model::reference_forward(&g, &x64).unwrap()[0]
+            };
+            let ys: Vec<f64> = xs.iter().map(|x| y(x)).collect();
+            let (lo, hi) = (
+                ys.iter().cloned().fold(f64::INFINITY, f64::min),
+                ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            );
+            if hi - lo < 1e-3 {
+                continue;
+            }
+            assert!(m.confirm(&at_most(hi + 1.0), &[]).unwrap().is_none());
+            assert!(m.confirm(&at_most(lo - 1.0), &xs).unwrap().is_none());
+            // Every candidate violates by a wide margin: the first one is returned.
+            let ce = m.confirm(&at_most(hi + 1.0), &xs).unwrap().unwrap();
+            assert_eq!(ce.x, xs[0].iter().map(|&v| v as f64).collect::<Vec<_>>());
+            assert_eq!(ce.y, vec![ys[0]]);
+            // Only the lowest one violates.
+            let k = ys.iter().position(|&v| v == lo).unwrap();
+            let ce = m
+                .confirm(
+                    &at_most(
+                        (lo + ys.iter().filter(|&&v| v > lo).cloned().fold(hi, f64::min)) / 2.0,
+                    ),
+                    &xs,
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(ce.y, vec![ys[k]]);
+            // At the reference's own value: confirmed exactly when no engine's
+            // float32 output lies above it.
+            let rhs = ys[0];
+            let above = engines
+                .iter()
+                .any(|e| e.run(&g, &xs[0]).unwrap()[0] as f64 > rhs);
+            let confirmed = m.confirm(&at_most(rhs), &xs[..1]).unwrap();
+            assert_eq!(confirmed.is_some(), !above, "seed {seed}");
+            checked_boundary += usize::from(above);
+        }
+        assert!(
+            checked_boundary > 0,
+            "no engine ever rounded above the reference"
+        );
+    }
 
     #[test]
     fn f32_inside_stays_in_the_box() {
