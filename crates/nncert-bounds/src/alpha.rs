@@ -68,33 +68,47 @@ pub(crate) fn optimise_row(
         Method::AlphaCrown => cfg.alpha_iterations,
         _ => 0,
     };
-    let mut start = Trace {
-        alphas: initial_slopes(g, nb, 1),
-        ..Trace::default()
-    };
-    for (id, a) in start.alphas.iter_mut() {
-        if let Some(w) = warm.alphas.get(id) {
-            a.clone_from(w);
-        }
-    }
-    for sp in splits {
-        let n = nb.nodes[sp.pre].len();
-        let sign = start
-            .split_signs
-            .entry(sp.pre)
-            .or_insert_with(|| vec![0.0; n]);
-        sign[sp.index] = if sp.active { -1.0 } else { 1.0 };
-        let beta = warm.betas.get(&sp.pre).cloned();
-        start
-            .betas
-            .entry(sp.pre)
-            .or_insert_with(|| beta.unwrap_or_else(|| vec![0.0; n]));
-    }
+    let start = warm.start_trace(g, nb, splits, 1);
     let (best, trace) = ascend(g, nb, region, cfg, spec, 1, start, iterations)?;
     Ok((best[0], trace))
 }
 
 impl Multipliers {
+    /// The trace that starts a bound of `s` copies of this row: each row
+    /// gets these slopes (CROWN's where none is given) and multipliers, and
+    /// each of `splits` its constraint's sign.
+    pub(crate) fn start_trace(
+        &self,
+        g: &Graph,
+        nb: &NetworkBounds,
+        splits: &[ReluSplit],
+        s: usize,
+    ) -> Trace {
+        let mut start = Trace {
+            alphas: initial_slopes(g, nb, s),
+            ..Trace::default()
+        };
+        for (id, a) in start.alphas.iter_mut() {
+            if let Some(w) = self.alphas.get(id) {
+                *a = w.repeat(s);
+            }
+        }
+        for sp in splits {
+            let n = nb.nodes[sp.pre].len();
+            let sign = start
+                .split_signs
+                .entry(sp.pre)
+                .or_insert_with(|| vec![0.0; n]);
+            sign[sp.index] = if sp.active { -1.0 } else { 1.0 };
+            let beta = self.betas.get(&sp.pre).map(|b| b.repeat(s));
+            start
+                .betas
+                .entry(sp.pre)
+                .or_insert_with(|| beta.unwrap_or_else(|| vec![0.0; s * n]));
+        }
+        start
+    }
+
     /// No slopes, and `betas[k]` as the multiplier of `splits[k]` (an exact
     /// leaf's LP dual, which has no unstable neuron to give a slope).
     pub fn of_splits(nb: &NetworkBounds, splits: &[ReluSplit], betas: &[f64]) -> Multipliers {

@@ -8,7 +8,7 @@ use crate::fp::Soundness;
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Slopes};
 use crate::propagate::{
-    apply_splits, backsubstitute, box_min_of, interval_lower, NetworkBounds, ReluSplit, Trace,
+    backsubstitute, box_min_of, interval_lower, NetworkBounds, ReluSplit, Trace,
 };
 use crate::{BoundConfig, BoundsError, Method};
 use nncert_model::{Graph, NodeId, Op};
@@ -86,12 +86,13 @@ pub fn bound_for_branching(
 
 /// Filtered strong branching (FSB, De Palma et al. 2021): of the `k` best
 /// candidates by BaBSR score, the split whose worse child has the highest
-/// bound. Each child is bounded by one back-substitution with the parent's
-/// intermediate bounds (valid on the child), the split neuron's interval
-/// clamped at 0, and the parent's slopes and multipliers (`rb`'s): cheap,
-/// and it sees how clamping the neuron changes every earlier coefficient,
-/// which BaBSR's intercept score does not. The choice only steers the
-/// search; soundness rests on the children's own bounds.
+/// bound. All children are bounded together, one row each, by a single
+/// back-substitution with the parent's intermediate bounds (valid on every
+/// child), the parent's slopes and multipliers (`rb`'s), and in each row
+/// its split neuron fixed to its phase: cheap, and it sees how fixing the
+/// neuron changes every earlier coefficient, which BaBSR's intercept score
+/// does not. The choice only steers the search; soundness rests on the
+/// children's own bounds.
 #[allow(clippy::too_many_arguments)]
 pub fn strongest_split(
     g: &Graph,
@@ -103,39 +104,46 @@ pub fn strongest_split(
     rb: &RowBound,
     k: usize,
 ) -> Result<Option<ReluSplit>, BoundsError> {
-    let once = BoundConfig {
-        alpha_iterations: 0,
-        ..*cfg
-    };
-    let mut clamped = nb.clone();
-    let mut child_splits = splits.to_vec();
-    let mut best: Option<(f64, ReluSplit)> = None;
-    for &(split, _) in rb.candidates.iter().take(k) {
-        let saved = nb.nodes[split.pre].clone();
-        let mut worse = f64::INFINITY;
-        for active in [false, true] {
-            let child = ReluSplit { active, ..split };
-            // Never empty: the candidate is unstable, lo < 0 < hi.
-            apply_splits(&mut clamped.nodes[split.pre], split.pre, &[child]);
-            child_splits.push(child);
-            let bound = optimise_row(
-                g,
-                &clamped,
-                region,
-                &once,
-                spec,
-                &child_splits,
-                &rb.multipliers,
-            );
-            child_splits.pop();
-            clamped.nodes[split.pre].clone_from(&saved);
-            worse = worse.min(bound?.0);
-        }
-        if best.is_none_or(|(b, _)| worse > b) {
-            best = Some((worse, split));
-        }
+    let candidates: Vec<ReluSplit> = rb.candidates.iter().take(k).map(|c| c.0).collect();
+    let lower = child_bounds(g, nb, region, cfg, spec, splits, rb, &candidates)?;
+    let worse = |c: usize| lower[2 * c].min(lower[2 * c + 1]);
+    let best = (0..candidates.len()).max_by(|&a, &b| worse(a).total_cmp(&worse(b)).then(b.cmp(&a)));
+    Ok(best.map(|c| candidates[c]))
+}
+
+/// Lower bounds of the two children of each candidate, inactive then
+/// active (rows 2c and 2c + 1 of one back-substitution).
+#[allow(clippy::too_many_arguments)]
+fn child_bounds(
+    g: &Graph,
+    nb: &NetworkBounds,
+    region: &Region,
+    cfg: &BoundConfig,
+    spec: &[f64],
+    splits: &[ReluSplit],
+    rb: &RowBound,
+    candidates: &[ReluSplit],
+) -> Result<Vec<f64>, BoundsError> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(best.map(|(_, split)| split))
+    let rows = 2 * candidates.len();
+    let mut trace = rb.multipliers.start_trace(g, nb, splits, rows);
+    for (c, split) in candidates.iter().enumerate() {
+        let fixed = trace.fixed.entry(split.pre).or_default();
+        fixed.push((2 * c, split.index, false));
+        fixed.push((2 * c + 1, split.index, true));
+    }
+    backsubstitute(
+        g,
+        g.output,
+        nb,
+        region,
+        cfg,
+        &spec.repeat(rows),
+        rows,
+        &mut trace,
+    )
 }
 
 /// `coeffs · x + constant` over the input.
@@ -192,4 +200,129 @@ pub fn leaf_forms(
         split_forms.extend(forms(sp.pre, &row, 1)?);
     }
     Ok((objective, split_forms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{propagate_split, Soundness};
+    use nncert_model::testing::random_relu_mlp;
+    use nncert_model::Tensor;
+    use nncert_spec::{InputBox, InputSet, Norm, NormBall};
+
+    /// Compares strong branching's batched child bounds with each child
+    /// bounded on its own (the split neuron's interval clamped at 0, the
+    /// child's split added, the parent's slopes and multipliers), below a
+    /// parent split once from the root; returns how many children matched.
+    fn compare_children(g: &Graph, set: &InputSet, spec: &[f64], label: &str) -> usize {
+        let mut compared = 0;
+        for soundness in [Soundness::Real, Soundness::Float32] {
+            for intersect_ibp in [false, true] {
+                let cfg = BoundConfig {
+                    alpha_iterations: 5,
+                    intersect_ibp,
+                    ..BoundConfig::new(Method::AlphaCrown, soundness)
+                };
+                let region = Region::of(set, soundness);
+                let bound = |nb: &NetworkBounds, splits: &[ReluSplit], warm: &Multipliers| {
+                    bound_for_branching(g, nb, &region, &cfg, spec, splits, warm).unwrap()
+                };
+                let root = propagate_split(g, &region, &cfg, &[], None)
+                    .unwrap()
+                    .unwrap();
+                let rb0 = bound(&root, &[], &Multipliers::default());
+                // The parent is split once, so that it carries a multiplier.
+                let Some(&(first, _)) = rb0.candidates.first() else {
+                    continue;
+                };
+                let splits = [first];
+                let Some(nb) = propagate_split(g, &region, &cfg, &splits, None).unwrap() else {
+                    continue;
+                };
+                let rb = bound(&nb, &splits, &rb0.multipliers);
+                let candidates: Vec<ReluSplit> =
+                    rb.candidates.iter().take(6).map(|c| c.0).collect();
+                let batched =
+                    child_bounds(g, &nb, &region, &cfg, spec, &splits, &rb, &candidates).unwrap();
+                let once = BoundConfig {
+                    alpha_iterations: 0,
+                    ..cfg
+                };
+                for (c, split) in candidates.iter().enumerate() {
+                    for (row, active) in [(2 * c, false), (2 * c + 1, true)] {
+                        let mut clamped = nb.clone();
+                        let iv = &mut clamped.nodes[split.pre];
+                        if active {
+                            iv.lo[split.index] = iv.lo[split.index].max(0.0);
+                        } else {
+                            iv.hi[split.index] = iv.hi[split.index].min(0.0);
+                        }
+                        let child = [first, ReluSplit { active, ..*split }];
+                        let alone = optimise_row(
+                            g,
+                            &clamped,
+                            &region,
+                            &once,
+                            spec,
+                            &child,
+                            &rb.multipliers,
+                        )
+                        .unwrap()
+                        .0;
+                        assert!(
+                            (batched[row] - alone).abs() <= 1e-9 * (1.0 + alone.abs()),
+                            "{label} {soundness:?} ibp {intersect_ibp} candidate {c} \
+                             active {active}: {} vs {alone}",
+                            batched[row]
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        compared
+    }
+
+    #[test]
+    fn child_rows_equal_children_bounded_one_by_one() {
+        let ball = InputSet::Ball(NormBall {
+            center: vec![0.5; 4],
+            eps: 0.3,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        });
+        let compared: usize = (0..6)
+            .map(|seed| {
+                let g = random_relu_mlp(&[4, 12, 12, 12, 3], seed);
+                compare_children(&g, &ball, &[1.0, -1.0, 0.0], &format!("seed {seed}"))
+            })
+            .sum();
+        assert!(compared >= 100, "only {compared} children compared");
+    }
+
+    /// y = Σ relu(z_i) + z_i, z = x on [−1, 1]³: the skip connection leaves
+    /// z pending beside the ReLU, so a neuron fixed active must lie in its
+    /// clamped interval [0, 1] in the early bounds of its row too.
+    #[test]
+    fn child_rows_clamp_the_fixed_neuron_in_early_bounds() {
+        let mut g = Graph::with_input("x", vec![1, 3]);
+        let identity = Op::Linear {
+            weight: Tensor::new(vec![3, 3], vec![1., 0., 0., 0., 1., 0., 0., 0., 1.]),
+            bias: None,
+        };
+        let z = g.push("fc", identity, vec![0]).unwrap();
+        let r = g.push("relu", Op::Relu, vec![z]).unwrap();
+        let skip = Op::Binary(nncert_model::BinaryKind::Add);
+        let r = g.push("skip", skip, vec![r, z]).unwrap();
+        let sum = Op::Linear {
+            weight: Tensor::new(vec![1, 3], vec![1.0; 3]),
+            bias: None,
+        };
+        g.push("out", sum, vec![r]).unwrap();
+        let cube = InputSet::Box(InputBox {
+            lo: vec![-1.0; 3],
+            hi: vec![1.0; 3],
+        });
+        assert!(compare_children(&g, &cube, &[1.0], "relus with a skip") >= 8);
+    }
 }

@@ -41,6 +41,10 @@ pub(crate) struct Trace {
     pub split_signs: HashMap<NodeId, Vec<f64>>,
     /// When `Some`, filled per node with the coefficients `[s, n]` reaching it.
     pub coeffs: Option<Vec<Option<Vec<f64>>>>,
+    /// Per ReLU input node, neurons fixed to one phase in one row,
+    /// `(row, neuron, active)`, as a split would fix them: strong branching
+    /// bounds each candidate child as one row of a single back-substitution.
+    pub fixed: HashMap<NodeId, Vec<(usize, usize, bool)>>,
 }
 
 fn unsupported(cfg: &BoundConfig, g: &Graph, id: NodeId, hint: &'static str) -> BoundsError {
@@ -321,7 +325,7 @@ pub fn propagate_split(
 }
 
 /// Clamps node `id`'s interval by its splits; false when one leaves it empty.
-pub(crate) fn apply_splits(iv: &mut Interval, id: NodeId, splits: &[ReluSplit]) -> bool {
+fn apply_splits(iv: &mut Interval, id: NodeId, splits: &[ReluSplit]) -> bool {
     for sp in splits.iter().filter(|sp| sp.pre == id) {
         let j = sp.index;
         if sp.active {
@@ -608,7 +612,7 @@ pub(crate) fn backsubstitute(
             continue;
         }
         if cfg.intersect_ibp && id != q && id != g.input {
-            let v = pending_bound(&acc[..=id], nb, &result, &cst, &cabs, sound);
+            let v = pending_bound(&acc[..=id], nb, &trace.fixed, &result, &cst, &cabs, sound);
             early.iter_mut().zip(v).for_each(|(e, v)| *e = e.max(v));
         }
         let a = acc[id].take().expect("checked");
@@ -686,8 +690,12 @@ pub(crate) fn backsubstitute(
                     0.0
                 };
                 let lower = trace.alphas.get(&id).map(Vec::as_slice);
-                let (mut a_in, c) = activation::backward(&a, s, x(0), alpha, slopes(cfg), lower);
+                let (mut a_in, mut c) =
+                    activation::backward(&a, s, x(0), alpha, slopes(cfg), lower);
                 let pre = node.inputs[0];
+                if let Some(fixed) = trace.fixed.get(&pre) {
+                    activation::fix_phases(&a, &mut a_in, &mut c, x(0), alpha, fixed);
+                }
                 if let (Some(b), Some(sign)) = (trace.betas.get(&pre), trace.split_signs.get(&pre))
                 {
                     let pen = add_split_terms(&mut a_in, b, sign, x(0), sound);
@@ -813,6 +821,7 @@ fn add_split_terms(
 fn pending_bound(
     acc: &[Option<Vec<f64>>],
     nb: &NetworkBounds,
+    fixed: &HashMap<NodeId, Vec<(usize, usize, bool)>>,
     result: &[f64],
     cst: &[f64],
     cabs: &[f64],
@@ -832,6 +841,20 @@ fn pending_bound(
             total[si] += v;
             added[si] += v.abs();
             rounding[si] += gamma(n + 1, U64) * mag;
+        }
+        // A neuron fixed in a row lies in its interval clamped at 0 there
+        // (the magnitude above already covers the clamped term's rounding).
+        for &(si, j, active) in fixed.get(&k).map_or(&[][..], Vec::as_slice) {
+            let (c, lo, hi) = (a[si * n + j], iv.lo[j], iv.hi[j]);
+            let (clo, chi) = if active {
+                (lo.max(0.0), hi)
+            } else {
+                (lo, hi.min(0.0))
+            };
+            let term = |l: f64, h: f64| if c >= 0.0 { c * l } else { c * h };
+            let change = term(clo, chi) - term(lo, hi);
+            total[si] += change;
+            added[si] += change.abs();
         }
     }
     (0..s)

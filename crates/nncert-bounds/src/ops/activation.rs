@@ -117,6 +117,29 @@ pub fn backward(
     (a_in, cst)
 }
 
+/// `backward`'s result redone for neurons fixed to one phase in one row,
+/// `(row, neuron, active)`: the line through such a neuron becomes the
+/// identity (active) or the leak (inactive), without the upper line's
+/// intercept. Lets one back-substitution bound many split children at once.
+pub fn fix_phases(
+    a: &[f64],
+    a_in: &mut [f64],
+    cst: &mut [f64],
+    x: &Interval,
+    alpha: f64,
+    fixed: &[(usize, usize, bool)],
+) {
+    let n = x.len();
+    for &(si, j, active) in fixed {
+        let c = a[si * n + j];
+        if c < 0.0 {
+            let (_, _, bu) = relaxation(x.lo[j], x.hi[j], alpha, Slopes::Adaptive);
+            cst[si] -= c * bu;
+        }
+        a_in[si * n + j] = c * if active { 1.0 } else { alpha };
+    }
+}
+
 /// A monotone increasing activation computed by libm.
 #[derive(Clone, Copy, Debug)]
 pub enum Monotone {
