@@ -15,8 +15,10 @@
 //! neuron chosen by filtered strong branching split (of the best by BaBSR
 //! score, the one whose worse child bounds highest). The lowest bound is split first
 //! (on the first 1000 relu_stable MNIST images this found a counterexample
-//! in 0.2 s that depth-first search missed in 5 s); a cap on the stored
-//! bounds and the deadline end the search early.
+//! in 0.2 s that depth-first search missed in 5 s). Past a cap on the stored
+//! bounds the search goes depth first, children before anything queued, so
+//! the frontier stops growing and the search runs on to the deadline
+//! instead of giving up (it does give up, `Unknown`, at twice the cap).
 //!
 //! Subdomains go in batches: each round pops the `workers` lowest, and
 //! their children are split off and bounded on `workers` threads at once;
@@ -53,7 +55,8 @@ pub struct BabConfig {
     /// Bounds per subdomain (CROWN, or β-CROWN with `Method::AlphaCrown`;
     /// its `deadline` is the search's).
     pub bounds: BoundConfig,
-    /// Most f64 values the queued subdomains' bounds may hold (memory cap).
+    /// Memory cap: f64 values of queued subdomains' bounds past which the
+    /// search goes depth first (the frontier stops growing).
     pub max_stored_values: usize,
     /// Adam steps of β-CROWN on a child subdomain, warm-started from its
     /// parent's slopes and multipliers (the root takes `bounds`'). Fewer
@@ -96,16 +99,49 @@ struct Subdomain {
     warm: Multipliers,
 }
 
-fn lowest_first(sub: Subdomain) -> LowestFirst<Subdomain> {
-    LowestFirst {
-        key: sub.lower,
-        item: sub,
-    }
-}
-
 fn stored_values(nb: &NetworkBounds) -> usize {
     nb.nodes.iter().map(|iv| 2 * iv.len()).sum::<usize>()
         + nb.err.iter().map(Vec::len).sum::<usize>()
+}
+
+/// The open subdomains: queued lowest bound first, and the depth-first
+/// dive taken before the queue (children of the subdomains split last,
+/// lowest bound on top), with the f64 values their bounds hold.
+#[derive(Default)]
+struct Frontier {
+    queue: BinaryHeap<LowestFirst<Subdomain>>,
+    dive: Vec<Subdomain>,
+    stored: usize,
+}
+
+impl Frontier {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.dive.is_empty()
+    }
+
+    fn pop(&mut self) -> Option<Subdomain> {
+        let sub = self
+            .dive
+            .pop()
+            .or_else(|| self.queue.pop().map(|q| q.item))?;
+        self.stored -= stored_values(&sub.bounds);
+        Some(sub)
+    }
+
+    /// Queues `open`, or puts it on the dive when `depth_first`.
+    fn add(&mut self, mut open: Vec<Subdomain>, depth_first: bool) {
+        self.stored += open.iter().map(|s| stored_values(&s.bounds)).sum::<usize>();
+        if depth_first {
+            open.sort_by(|a, b| b.lower.total_cmp(&a.lower));
+            self.dive.extend(open);
+        } else {
+            let lowest_first = |sub: Subdomain| LowestFirst {
+                key: sub.lower,
+                item: sub,
+            };
+            self.queue.extend(open.into_iter().map(lowest_first));
+        }
+    }
 }
 
 /// One linear property: `spec · y > rhs` over `region` is to be proved
@@ -133,8 +169,7 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
     let Some(root) = propagate_split(g, q.region, &cfg.bounds, &[], None)? else {
         return Ok(Outcome::Proved);
     };
-    let mut queue = BinaryHeap::new();
-    let mut stored = 0;
+    let mut frontier = Frontier::default();
     stats.subdomains += 1;
     match examine(
         m,
@@ -145,22 +180,25 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
     )? {
         Examined::Closed => return Ok(Outcome::Proved),
         Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
-        Examined::Open(sub) => {
-            stored += stored_values(&sub.bounds);
-            queue.push(lowest_first(*sub));
-        }
+        Examined::Open(sub) => frontier.add(vec![*sub], false),
     }
     let mut open_leaf = false;
-    while !queue.is_empty() {
+    while !frontier.is_empty() {
         if cfg.bounds.deadline.expired() {
             return Ok(Outcome::Timeout);
         }
+        let depth_first = frontier.stored > cfg.max_stored_values;
+        // Depth first, the stored bounds grow only with the depth of the
+        // dive; twice the cap (at least 2²¹ values, room for a small cap's
+        // dive) means the dive outgrew the cap itself: give up.
+        if frontier.stored > 2 * cfg.max_stored_values.max(1 << 20) {
+            return Ok(Outcome::Unknown);
+        }
         let mut batch = Vec::new();
         while batch.len() < cfg.workers.max(1) {
-            let Some(LowestFirst { item: sub, .. }) = queue.pop() else {
+            let Some(sub) = frontier.pop() else {
                 break;
             };
-            stored -= stored_values(&sub.bounds);
             match sub.branch {
                 Some(split) => batch.push((sub, split)),
                 None => open_leaf = true,
@@ -179,21 +217,17 @@ fn search(m: &Models, q: &RowProblem, cfg: &BabConfig, stats: &mut BabStats) -> 
                 Some(b) => examine(m, q, cfg, (splits, b, sub.lower), &sub.warm).map(Some),
             }
         });
+        let mut open = Vec::new();
         for child in examined {
             let Some(child) = child? else { continue };
             stats.subdomains += 1;
             match child {
                 Examined::Closed => {}
                 Examined::Refuted(ce) => return Ok(Outcome::Counterexample(ce)),
-                Examined::Open(child) => {
-                    stored += stored_values(&child.bounds);
-                    queue.push(lowest_first(*child));
-                }
+                Examined::Open(child) => open.push(*child),
             }
         }
-        if stored > cfg.max_stored_values {
-            return Ok(Outcome::Unknown);
-        }
+        frontier.add(open, depth_first);
     }
     Ok(if open_leaf {
         Outcome::Unknown

@@ -382,6 +382,27 @@ fn batched_subdomains_decide_like_single_ones() {
     });
 }
 
+/// Past the memory cap the search goes depth first and runs on: with a cap
+/// of zero (depth first from the root's children on, one and two workers)
+/// it still proves `y > min − 0.01` and refutes `y > min + 0.01` on every
+/// grid net, where it used to answer `Unknown` at the cap.
+#[test]
+fn past_the_memory_cap_the_search_goes_depth_first() {
+    for_each_grid_net(|seed, m, b, min| {
+        for workers in [1, 2] {
+            let cfg = || BabConfig {
+                workers,
+                max_stored_values: 0,
+                ..BabConfig::new(BoundConfig {
+                    deadline: nncert_model::Deadline::after_secs(60.0),
+                    ..BoundConfig::new(Method::AlphaCrown, Soundness::Float32)
+                })
+            };
+            prove_and_refute_near_minimum(seed, m, b, min, cfg);
+        }
+    });
+}
+
 /// Input splitting on 2-input nets (grid minimum, spacing 0.005): proves
 /// `y > min − 0.02` and refutes `y > min + 0.02` with a confirmed
 /// counterexample, every time, well within the deadline.
