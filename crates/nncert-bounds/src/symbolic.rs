@@ -513,7 +513,7 @@ fn conv_step(x: &SymBounds, c: &ConvCall) -> SymBounds {
                 for t in 0..k {
                     for r in 0..nr {
                         for q in 0..p {
-                            let i = taps[t * p + q];
+                            let i = taps.index[t * p + q];
                             if i != usize::MAX {
                                 m[(t * nr + r) * p + q] = v[(r0 + r) * in_len + i];
                             }

@@ -79,7 +79,7 @@ fn accumulate(c: &ConvCall, w: &[f64], x: &[f64], y: &mut [f64]) {
     let mut cols = vec![0.0; k * p];
     for g in 0..c.groups {
         let taps = tap_table(c, g);
-        for (col, &i) in cols.iter_mut().zip(taps.iter()) {
+        for (col, &i) in cols.iter_mut().zip(taps.index.iter()) {
             *col = if i == usize::MAX { 0.0 } else { x[i] };
         }
         let out = &mut y[g * ocg * p..];
@@ -87,15 +87,13 @@ fn accumulate(c: &ConvCall, w: &[f64], x: &[f64], y: &mut [f64]) {
     }
 }
 
-/// Columns (spec row, output position) processed per GEMM, bounding the buffers.
-const CHUNK_COLUMNS: usize = 1 << 14;
-
 /// Backward through a convolution: `a_in = a·T` for the conv's Toeplitz
-/// matrix T, never materialised. Per group, only the columns (spec row,
-/// output position) with a nonzero coefficient go through the GEMM
-/// `W_gᵀ · a` and the col2im scatter: back-substitution rows start one-hot
-/// and stay local for several layers, so most columns are zero (the point of
-/// auto_LiRPA's "patches" mode, reached here without a second representation).
+/// matrix T, never materialised. Row by row and group by group, the output
+/// positions with a nonzero coefficient in any of the group's channels go
+/// through the GEMM `W_gᵀ · a` and the col2im scatter, whose buffers then fit
+/// in cache: back-substitution rows start one-hot and stay local for several
+/// layers, so most positions are often zero (the point of auto_LiRPA's
+/// "patches" mode, reached here without a second representation).
 pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let (p, k, ocg, in_len, out_n) = gemm_dims(c);
     // Summed in the flat order of `a`, channel by channel.
@@ -111,43 +109,60 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
         })
         .collect();
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
+    let taps: Vec<_> = (0..c.groups).map(|g| tap_table(c, g)).collect();
+    let group_len = in_len / c.groups;
     let mut a_in = vec![0.0; s * in_len];
-    for g in 0..c.groups {
-        let taps = tap_table(c, g);
-        let coeff = |si: usize, o: usize, pos: usize| a[si * out_n + (g * ocg + o) * p + pos];
-        // Columns with a nonzero coefficient in any of the group's channels,
-        // found plane by plane (contiguous) rather than column by column.
-        let mut live = vec![false; s * p];
-        for (si, live_si) in live.chunks_mut(p).enumerate() {
-            for plane in a[si * out_n + g * ocg * p..][..ocg * p].chunks(p) {
-                live_si
-                    .iter_mut()
+    let (mut seen, mut live) = (vec![false; p], Vec::with_capacity(p));
+    let (mut at, mut cols) = (Vec::new(), vec![0.0; k * p]);
+    for (row, row_in) in a.chunks(out_n).zip(a_in.chunks_mut(in_len)) {
+        for (g, taps) in taps.iter().enumerate() {
+            let planes = &row[g * ocg * p..][..ocg * p];
+            seen.fill(false);
+            for plane in planes.chunks(p) {
+                seen.iter_mut()
                     .zip(plane)
                     .for_each(|(l, &v)| *l |= v != 0.0);
             }
-        }
-        let active: Vec<(usize, usize)> = (0..s * p)
-            .filter(|&col| live[col])
-            .map(|col| (col / p, col % p))
-            .collect();
-        for block in active.chunks(CHUNK_COLUMNS) {
-            let n = block.len();
-            // at[ocg, n]: the block's coefficients; cols[k, n] = W_gᵀ[k, ocg] · at.
-            let mut at = vec![0.0; ocg * n];
-            for o in 0..ocg {
-                for (col, &(si, pos)) in block.iter().enumerate() {
-                    at[o * n + col] = coeff(si, o, pos);
-                }
+            live.clear();
+            live.extend((0..p).filter(|&pos| seen[pos]));
+            let n = live.len();
+            if n == 0 {
+                continue;
             }
-            let mut cols = vec![0.0; k * n];
-            super::dgemm(k, ocg, n, &w[g * ocg * k..], 1, k, &at, n, 1, &mut cols, n);
-            for t in 0..k {
-                let row = &cols[t * n..][..n];
-                let tap = &taps[t * p..][..p];
-                for (&v, &(si, pos)) in row.iter().zip(block) {
+            // at[ocg, n]: the live coefficients (the planes themselves when all are live).
+            let at = if n == p {
+                planes
+            } else {
+                at.clear();
+                at.extend(
+                    planes
+                        .chunks(p)
+                        .flat_map(|plane| live.iter().map(|&pos| plane[pos])),
+                );
+                &at[..]
+            };
+            let cols = &mut cols[..k * n];
+            cols.fill(0.0);
+            super::dgemm(k, ocg, n, &w[g * ocg * k..], 1, k, at, n, 1, cols, n);
+            if n == p {
+                // col2im as a gather: each input sums the entries that read it.
+                let readers = &taps.readers;
+                for (v, w) in row_in[g * group_len..][..group_len]
+                    .iter_mut()
+                    .zip(readers.windows(2))
+                {
+                    *v = taps.sources[w[0] as usize..w[1] as usize]
+                        .iter()
+                        .map(|&e| cols[e as usize])
+                        .sum();
+                }
+                continue;
+            }
+            for (tap, col) in taps.index.chunks(p).zip(cols.chunks(n)) {
+                for (&v, &pos) in col.iter().zip(&live) {
                     let i = tap[pos];
                     if i != usize::MAX {
-                        a_in[si * in_len + i] += v;
+                        row_in[i] += v;
                     }
                 }
             }
@@ -168,11 +183,19 @@ pub(crate) fn forward(c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
     y
 }
 
-/// Input index of each (kernel tap, output position) of group `g`,
-/// `[icg·kh·kw, oh·ow]`, usize::MAX where the tap reads padding. Cached per
-/// thread by geometry: branch and bound asks for the same tables thousands
-/// of times.
-pub(crate) fn tap_table(c: &ConvCall, g: usize) -> Rc<Vec<usize>> {
+/// A convolution group's taps: `index[t·p + pos]` is the input that kernel
+/// tap t reads at output position pos (usize::MAX where it reads padding);
+/// the inputs of the group that some tap reads, in order, list their entries
+/// `t·p + pos` in `sources[readers[j]..readers[j + 1]]` (input j of the group).
+pub(crate) struct Taps {
+    pub(crate) index: Vec<usize>,
+    readers: Vec<u32>,
+    sources: Vec<u32>,
+}
+
+/// The taps of group `g` (`[icg·kh·kw, oh·ow]`). Cached per thread by
+/// geometry: branch and bound asks for the same tables thousands of times.
+pub(crate) fn tap_table(c: &ConvCall, g: usize) -> Rc<Taps> {
     type Geometry = (
         (usize, usize, usize),
         (usize, usize, usize),
@@ -181,24 +204,24 @@ pub(crate) fn tap_table(c: &ConvCall, g: usize) -> Rc<Vec<usize>> {
         usize,
     );
     thread_local! {
-        static TABLES: RefCell<HashMap<Geometry, Rc<Vec<usize>>>> = RefCell::new(HashMap::new());
+        static TABLES: RefCell<HashMap<Geometry, Rc<Taps>>> = RefCell::new(HashMap::new());
     }
     let (icg, kh, kw) = kernel(c);
     let key = (c.in_chw, c.out_chw, [icg, kh, kw, c.groups], c.window, g);
     TABLES.with(|t| {
         t.borrow_mut()
             .entry(key)
-            .or_insert_with(|| Rc::new(build_tap_table(c, g)))
+            .or_insert_with(|| Rc::new(build_taps(c, g)))
             .clone()
     })
 }
 
-fn build_tap_table(c: &ConvCall, g: usize) -> Vec<usize> {
+fn build_taps(c: &ConvCall, g: usize) -> Taps {
     let (_, oh, ow) = c.out_chw;
     let (icg, kh, kw) = kernel(c);
     let p = oh * ow;
-    let mut taps = vec![usize::MAX; icg * kh * kw * p];
-    for (t, slot) in taps.chunks_mut(p).enumerate() {
+    let mut index = vec![usize::MAX; icg * kh * kw * p];
+    for (t, slot) in index.chunks_mut(p).enumerate() {
         let (icl, ky, kx) = (t / (kh * kw), t / kw % kh, t % kw);
         for (pos, v) in slot.iter_mut().enumerate() {
             if let Some(i) = c.input_index(g * icg + icl, ky, kx, pos / ow, pos % ow) {
@@ -206,5 +229,100 @@ fn build_tap_table(c: &ConvCall, g: usize) -> Vec<usize> {
             }
         }
     }
-    taps
+    // The inverse, as CSR over the group's inputs.
+    assert!(
+        u32::try_from(index.len()).is_ok(),
+        "conv tap table over 2³² entries"
+    );
+    let group_len = icg * c.in_chw.1 * c.in_chw.2;
+    let first = g * group_len;
+    let read = || index.iter().enumerate().filter(|(_, &i)| i != usize::MAX);
+    let mut readers = vec![0u32; group_len + 1];
+    read().for_each(|(_, &i)| readers[i - first + 1] += 1);
+    for j in 0..group_len {
+        readers[j + 1] += readers[j];
+    }
+    let mut next = readers.clone();
+    let mut sources = vec![0u32; readers[group_len] as usize];
+    for (e, &i) in read() {
+        sources[next[i - first] as usize] = e as u32;
+        next[i - first] += 1;
+    }
+    Taps {
+        index,
+        readers,
+        sources,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nncert_model::testing::random_tensor;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// `backward` against the product with the Toeplitz matrix itself (built
+    /// column by column from `forward` on unit inputs), on random geometries
+    /// and rows that are dense, sparse, zero, or live on some positions
+    /// only: the gather and the scatter paths.
+    #[test]
+    fn backward_is_the_product_with_the_toeplitz_matrix() {
+        for seed in 0..12 {
+            let mut r = StdRng::seed_from_u64(seed);
+            let groups = r.gen_range(1..=2);
+            let (icg, ocg) = (r.gen_range(1..=3), r.gen_range(1..=3));
+            let (kh, kw) = (r.gen_range(1..=4), r.gen_range(1..=4));
+            let window = Window2d {
+                kernel: [kh, kw],
+                stride: [r.gen_range(1..=3), r.gen_range(1..=3)],
+                pads: [0; 4].map(|_| r.gen_range(0..=2)),
+                dilation: [r.gen_range(1..=2), r.gen_range(1..=2)],
+            };
+            let (h, w) = (r.gen_range(6..=9), r.gen_range(6..=9));
+            let Some((oh, ow)) = window.output_hw(h, w) else {
+                continue;
+            };
+            let weight = random_tensor(&mut r, &[groups * ocg, icg, kh, kw], 1.0);
+            let bias = random_tensor(&mut r, &[groups * ocg], 1.0);
+            let c = ConvCall {
+                weight: &weight,
+                bias: Some(&bias),
+                window,
+                groups,
+                in_chw: (groups * icg, h, w),
+                out_chw: (groups * ocg, oh, ow),
+            };
+            let (in_len, out_n, p) = (groups * icg * h * w, groups * ocg * oh * ow, oh * ow);
+            let unbiased = ConvCall { bias: None, ..c };
+            let toeplitz: Vec<Vec<f64>> = (0..in_len)
+                .map(|i| {
+                    let mut e = vec![0.0; in_len];
+                    e[i] = 1.0;
+                    forward(&unbiased, &e, 1)
+                })
+                .collect();
+            let dense: Vec<f64> = (0..out_n).map(|_| r.gen_range(-1.0..1.0)).collect();
+            let mut sparse = vec![0.0; out_n];
+            (0..3).for_each(|_| sparse[r.gen_range(0..out_n)] = r.gen_range(-1.0..1.0));
+            let some_positions: Vec<f64> = (0..out_n)
+                .map(|o| if o % p < p / 2 { 0.0 } else { dense[o] })
+                .collect();
+            let rows = [dense, sparse, vec![0.0; out_n], some_positions];
+            let a: Vec<f64> = rows.concat();
+            let (a_in, cst) = backward(&c, &a, rows.len());
+            for (si, row) in rows.iter().enumerate() {
+                for (i, column) in toeplitz.iter().enumerate() {
+                    let want: f64 = row.iter().zip(column).map(|(x, y)| x * y).sum();
+                    let got = a_in[si * in_len + i];
+                    assert!(
+                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                        "seed {seed} row {si} input {i}: {got} vs {want}"
+                    );
+                }
+                let want: f64 = (0..out_n).map(|o| row[o] * bias.data[o / p] as f64).sum();
+                assert!((cst[si] - want).abs() <= 1e-12 * (1.0 + want.abs()));
+            }
+        }
+    }
 }
