@@ -56,16 +56,22 @@ impl Block {
         self.window.0 * self.window.1 * self.window.2
     }
 
-    /// (window position, node index) of row r's positions inside the node.
+    /// (window position, node index) of row r's positions inside the node,
+    /// in window order.
     fn inside(&self, r: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         let (c, h, w) = self.window;
         let (_, nh, nw) = self.node;
         let (oy, ox) = self.origins[r];
-        (0..c * h * w).filter_map(move |k| {
-            let (ch, i, j) = (k / (h * w), k / w % h, k % w);
-            let (y, x) = (oy + i as isize, ox + j as isize);
-            (y >= 0 && x >= 0 && (y as usize) < nh && (x as usize) < nw)
-                .then(|| (k, (ch * nh + y as usize) * nw + x as usize))
+        let (ys, xs) = (overlap(oy, h, nh), overlap(ox, w, nw));
+        (0..c).flat_map(move |ch| {
+            let xs = xs.clone();
+            ys.clone().flat_map(move |i| {
+                let y = (oy + i as isize) as usize;
+                xs.clone().map(move |j| {
+                    let x = (ox + j as isize) as usize;
+                    ((ch * h + i) * w + j, (ch * nh + y) * nw + x)
+                })
+            })
         })
     }
 
@@ -74,6 +80,12 @@ impl Block {
         let row = &self.a[r * self.len()..][..self.len()];
         self.inside(r).map(|(k, i)| (row[k], i)).unzip()
     }
+}
+
+/// The offsets `i < len` along one axis with `origin + i` inside `0..n`.
+fn overlap(origin: isize, len: usize, n: usize) -> std::ops::Range<usize> {
+    let end = (n as isize - origin).clamp(0, len as isize) as usize;
+    ((-origin).clamp(0, len as isize) as usize).min(end)..end
 }
 
 fn chw(g: &Graph, id: NodeId) -> (usize, usize, usize) {
@@ -226,13 +238,16 @@ fn relu_backward(b: &mut Block, x: &crate::Interval, leak: f64, cfg: &BoundConfi
     } else {
         Slopes::Adaptive
     };
+    let relax: Vec<(f64, f64, f64)> = (x.lo.iter().zip(&x.hi))
+        .map(|(&l, &u)| activation::relaxation(l, u, leak, slopes))
+        .collect();
     let n = b.len();
     let mut cst = vec![0.0; b.rows()];
     for (r, c) in cst.iter_mut().enumerate() {
         let at: Vec<(usize, usize)> = b.inside(r).collect();
         let row = &mut b.a[r * n..][..n];
         for (k, i) in at {
-            let (sl, su, bu) = activation::relaxation(x.lo[i], x.hi[i], leak, slopes);
+            let (sl, su, bu) = relax[i];
             if row[k] >= 0.0 {
                 row[k] *= sl;
             } else {
