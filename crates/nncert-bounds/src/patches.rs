@@ -374,6 +374,20 @@ mod tests {
     }
 
     #[test]
+    fn overlap_keeps_exactly_the_offsets_inside_the_node() {
+        for origin in -6isize..8 {
+            for len in 0..6 {
+                for n in 0..5 {
+                    let want: Vec<usize> = (0..len)
+                        .filter(|&i| (0..n as isize).contains(&(origin + i as isize)))
+                        .collect();
+                    assert_eq!(overlap(origin, len, n).collect::<Vec<_>>(), want);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn only_chains_of_convolutions_and_relus_qualify() {
         let g = random_conv_chain(0);
         let names: Vec<&str> = conv_chain(&g, 5)

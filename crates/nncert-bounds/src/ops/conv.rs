@@ -110,21 +110,13 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
     let taps: Vec<_> = (0..c.groups).map(|g| tap_table(c, g)).collect();
-    let group_len = in_len / c.groups;
     let mut a_in = vec![0.0; s * in_len];
     let (mut seen, mut live) = (vec![false; p], Vec::with_capacity(p));
     let (mut at, mut cols) = (Vec::new(), vec![0.0; k * p]);
     for (row, row_in) in a.chunks(out_n).zip(a_in.chunks_mut(in_len)) {
         for (g, taps) in taps.iter().enumerate() {
             let planes = &row[g * ocg * p..][..ocg * p];
-            seen.fill(false);
-            for plane in planes.chunks(p) {
-                seen.iter_mut()
-                    .zip(plane)
-                    .for_each(|(l, &v)| *l |= v != 0.0);
-            }
-            live.clear();
-            live.extend((0..p).filter(|&pos| seen[pos]));
+            live_positions(planes, &mut seen, &mut live);
             let n = live.len();
             if n == 0 {
                 continue;
@@ -134,41 +126,50 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
                 planes
             } else {
                 at.clear();
-                at.extend(
-                    planes
-                        .chunks(p)
-                        .flat_map(|plane| live.iter().map(|&pos| plane[pos])),
-                );
+                at.extend((planes.chunks(p)).flat_map(|pl| live.iter().map(|&pos| pl[pos])));
                 &at[..]
             };
             let cols = &mut cols[..k * n];
             cols.fill(0.0);
             super::dgemm(k, ocg, n, &w[g * ocg * k..], 1, k, at, n, 1, cols, n);
-            if n == p {
-                // col2im as a gather: each input sums the entries that read it.
-                let readers = &taps.readers;
-                for (v, w) in row_in[g * group_len..][..group_len]
-                    .iter_mut()
-                    .zip(readers.windows(2))
-                {
-                    *v = taps.sources[w[0] as usize..w[1] as usize]
-                        .iter()
-                        .map(|&e| cols[e as usize])
-                        .sum();
-                }
-                continue;
-            }
-            for (tap, col) in taps.index.chunks(p).zip(cols.chunks(n)) {
-                for (&v, &pos) in col.iter().zip(&live) {
-                    let i = tap[pos];
-                    if i != usize::MAX {
-                        row_in[i] += v;
-                    }
-                }
-            }
+            col2im(taps, cols, (&live, p), g, row_in);
         }
     }
     (a_in, cst)
+}
+
+/// The positions of `planes` (`[channels, seen.len()]`) with a nonzero
+/// coefficient in some channel, into `live`.
+fn live_positions(planes: &[f64], seen: &mut [bool], live: &mut Vec<usize>) {
+    seen.fill(false);
+    for plane in planes.chunks(seen.len()) {
+        (seen.iter_mut().zip(plane)).for_each(|(l, &v)| *l |= v != 0.0);
+    }
+    live.clear();
+    live.extend((0..seen.len()).filter(|&pos| seen[pos]));
+}
+
+/// Adds group `g`'s `cols` (`[taps, live positions]`, of `p` positions) to
+/// the inputs they read. With every position live, a gather: each input
+/// sums the entries that read it (no scattered read-modify-writes).
+fn col2im(taps: &Taps, cols: &[f64], (live, p): (&[usize], usize), g: usize, row_in: &mut [f64]) {
+    let group_len = taps.readers.len() - 1;
+    if live.len() == p {
+        let inputs = &mut row_in[g * group_len..][..group_len];
+        for (v, w) in inputs.iter_mut().zip(taps.readers.windows(2)) {
+            let sources = &taps.sources[w[0] as usize..w[1] as usize];
+            *v += sources.iter().map(|&e| cols[e as usize]).sum::<f64>();
+        }
+        return;
+    }
+    for (tap, col) in taps.index.chunks(p).zip(cols.chunks(live.len())) {
+        for (&v, &pos) in col.iter().zip(live) {
+            let i = tap[pos];
+            if i != usize::MAX {
+                row_in[i] += v;
+            }
+        }
+    }
 }
 
 /// The convolution of `n` inputs in f64 by im2col and GEMM (no rounding
