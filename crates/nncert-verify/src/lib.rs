@@ -9,6 +9,8 @@
 //! - `milp`: MIPVerify's MILP formulation through good_lp (microlp, or CBC).
 //! - `robustness`: the per-image pipeline with target-label guidance
 //!   (attack → incomplete → complete, one label at a time).
+//! - `terms`: a VNN-LIB case's unsafe terms taken the same way, most
+//!   dangerous first, by PGD and branch and bound.
 
 pub mod attack;
 pub mod bab;
@@ -16,6 +18,7 @@ pub mod input_split;
 pub mod leaf;
 pub mod milp;
 pub mod robustness;
+pub mod terms;
 pub mod witness;
 
 pub use witness::{Counterexample, Models};

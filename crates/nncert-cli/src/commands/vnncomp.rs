@@ -11,15 +11,12 @@
 use super::certify::prepare;
 use crate::{existing, CliResult, UserError};
 use clap::Args;
-use nncert_bounds::{lower_bounds, propagate, BoundConfig, BoundsError, Method, Region, Soundness};
+use nncert_bounds::{BoundConfig, BoundsError, Method, Soundness};
 use nncert_exec::all_engines;
 use nncert_model::{Deadline, Graph};
-use nncert_spec::{
-    read_vnnlib, write_atomically, Case, InputBox, LinearConstraint, Property, VnnResult,
-};
-use nncert_verify::attack::{pgd, PgdConfig};
-use nncert_verify::bab::{prove_row, BabConfig, RowProblem};
+use nncert_spec::{read_vnnlib, write_atomically, InputBox, Property, VnnResult};
 use nncert_verify::input_split::{prove_by_splitting, MAX_SPLIT_DIM};
+use nncert_verify::terms::prove_case;
 use nncert_verify::witness::f32_point_inside;
 use nncert_verify::{Counterexample, Models, Outcome};
 use rand::{Rng, SeedableRng};
@@ -158,97 +155,6 @@ fn sat(ce: Counterexample) -> VnnResult {
     VnnResult::Sat { x: ce.x, y: ce.y }
 }
 
-/// One case, its unsafe terms taken as Algorithm 1 takes labels: a term is
-/// excluded once one of its constraints `c·y ≤ d` is shown impossible by
-/// CROWN, then α-CROWN on the whole box; the terms left are taken most
-/// dangerous first (lowest bound), each on its constraint whose bound came
-/// closest. PGD runs on every open term before branch and bound on any, so
-/// a counterexample in a later term is not left waiting behind a hard proof.
-fn prove_case(
-    m: &Models,
-    p: &Property,
-    case: &Case,
-    cfg: &BoundConfig,
-    (seed, workers): (u64, usize),
-) -> nncert_verify::Result<Outcome> {
-    let region = Region::of(&case.input, cfg.soundness);
-    let open = open_constraints(m, &region, cfg, case)?;
-    let pgd_cfg = PgdConfig {
-        seed,
-        ..PgdConfig::default()
-    };
-    for c in &open {
-        if let Some(ce) = pgd(m, p, &case.input, &c.coeffs, c.rhs, &pgd_cfg, cfg.deadline)? {
-            return Ok(Outcome::Counterexample(ce));
-        }
-    }
-    // β-CROWN: slopes and split multipliers optimised per subdomain.
-    let bab = BabConfig {
-        workers,
-        ..BabConfig::new(BoundConfig {
-            method: Method::AlphaCrown,
-            ..*cfg
-        })
-    };
-    let mut undecided = false;
-    for c in &open {
-        let row = RowProblem {
-            property: p,
-            region: &region,
-            set: &case.input,
-            spec: &c.coeffs,
-            rhs: c.rhs,
-        };
-        match prove_row(m, &row, &bab)?.0 {
-            Outcome::Proved => {}
-            Outcome::Unknown | Outcome::Unconfirmed => undecided = true,
-            decided => return Ok(decided),
-        }
-    }
-    Ok(if undecided {
-        Outcome::Unknown
-    } else {
-        Outcome::Proved
-    })
-}
-
-/// Per unsafe term that neither CROWN nor α-CROWN excludes, its constraint
-/// whose bound came closest to excluding it; lowest bound first.
-fn open_constraints<'c>(
-    m: &Models,
-    region: &Region,
-    cfg: &BoundConfig,
-    case: &'c Case,
-) -> nncert_verify::Result<Vec<&'c LinearConstraint>> {
-    let nb = propagate(m.bounded, region, cfg)?;
-    let alpha = BoundConfig {
-        method: Method::AlphaCrown,
-        alpha_stop_above: None,
-        ..*cfg
-    };
-    let mut open = Vec::new();
-    for term in &case.unsafe_output.terms {
-        let spec: Vec<f64> = term.iter().flat_map(|c| c.coeffs.clone()).collect();
-        let mut best = (f64::NEG_INFINITY, 0);
-        for method_cfg in [cfg, &alpha] {
-            let lb = lower_bounds(m.bounded, &nb, region, method_cfg, &spec, term.len())?;
-            for (k, (c, l)) in term.iter().zip(&lb).enumerate() {
-                if l - c.rhs > best.0 {
-                    best = (l - c.rhs, k);
-                }
-            }
-            if best.0 > 0.0 {
-                break;
-            }
-        }
-        if best.0 <= 0.0 {
-            open.push((best.0, &term[best.1]));
-        }
-    }
-    open.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(open.into_iter().map(|(_, c)| c).collect())
-}
-
 /// Centre, corners (all when few, else random ones) and uniform random points,
 /// each rounded to a float32 point inside the box.
 fn probe_points(b: &InputBox, rng: &mut impl Rng) -> Vec<Vec<f32>> {
@@ -278,7 +184,6 @@ fn probe_points(b: &InputBox, rng: &mut impl Rng) -> Vec<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nncert_spec::{InputSet, OutputDnf};
 
     #[test]
     fn probes_cover_centre_and_all_corners_in_low_dimension() {
@@ -294,47 +199,5 @@ mod tests {
         assert!(pts
             .iter()
             .all(|p| b.contains(&p.iter().map(|&v| v as f64).collect::<Vec<_>>())));
-    }
-
-    /// Terms that a bound excludes are dropped, a term with one impossible
-    /// constraint among possible ones included; the rest come lowest bound
-    /// first, each as its constraint whose bound came closest.
-    #[test]
-    fn open_terms_are_ordered_most_dangerous_first() {
-        let g = nncert_model::testing::random_relu_mlp(&[3, 8, 8, 2], 7);
-        let engines = all_engines(&g).unwrap();
-        let m = Models {
-            executed: &g,
-            bounded: &g,
-            engines: &engines,
-        };
-        let c = |coeffs: [f64; 2], rhs: f64| LinearConstraint {
-            coeffs: coeffs.to_vec(),
-            rhs,
-        };
-        let input = InputSet::Box(InputBox {
-            lo: vec![-1.0; 3],
-            hi: vec![1.0; 3],
-        });
-        let y0 = nncert_model::reference_forward(&g, &[0.0; 3]).unwrap()[0];
-        // y0 ≤ y0(0) holds at the centre: open, but far less so than y0 ≤ 1e3.
-        let near = c([1.0, 0.0], y0);
-        let everywhere = c([0.0, 1.0], 1e3);
-        let impossible = c([1.0, 0.0], -1e3);
-        let case = Case {
-            input,
-            unsafe_output: OutputDnf {
-                terms: vec![
-                    vec![near.clone()],
-                    vec![impossible.clone()],
-                    vec![everywhere.clone(), impossible],
-                    vec![everywhere.clone()],
-                ],
-            },
-        };
-        let cfg = BoundConfig::new(Method::Crown, Soundness::Float32);
-        let region = Region::of(&case.input, cfg.soundness);
-        let open = open_constraints(&m, &region, &cfg, &case).unwrap();
-        assert_eq!(open, vec![&everywhere, &near]);
     }
 }
