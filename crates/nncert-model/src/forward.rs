@@ -64,15 +64,7 @@ impl<'a> ConvCall<'a> {
         let [_, icg, kh, kw] = self.weight.shape[..] else {
             unreachable!("conv weight is 4-D")
         };
-        // Per output pixel, its taps inside the input: (ky·kw + kx, offset in a channel).
-        let taps: Vec<Vec<(usize, usize)>> = (0..oh * ow)
-            .map(|p| {
-                let (oy, ox) = (p / ow, p % ow);
-                (0..kh * kw)
-                    .filter_map(|k| Some((k, self.input_index(0, k / kw, k % kw, oy, ox)?)))
-                    .collect()
-            })
-            .collect();
+        let taps = self.pixel_taps();
         let ocg = oc / self.groups;
         for o in 0..oc {
             let g = o / ocg;
@@ -86,6 +78,21 @@ impl<'a> ConvCall<'a> {
                 }
             }
         }
+    }
+
+    /// Per output pixel, its taps inside the input: (ky·kw + kx, offset in a channel).
+    fn pixel_taps(&self) -> Vec<Vec<(usize, usize)>> {
+        let (_, oh, ow) = self.out_chw;
+        let kw = self.window.kernel[1];
+        let taps = self.window.kernel[0] * kw;
+        (0..oh * ow)
+            .map(|p| {
+                let (oy, ox) = (p / ow, p % ow);
+                (0..taps)
+                    .filter_map(|k| Some((k, self.input_index(0, k / kw, k % kw, oy, ox)?)))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Input flat index of (channel, kernel row, kernel col) for output pixel
@@ -258,15 +265,21 @@ pub fn direct_linear<T: Real>(
     of: impl Fn(f32) -> T,
 ) -> Vec<T> {
     let (out, inp) = (weight.shape[0], weight.shape[1]);
-    let mut y = Vec::with_capacity(rows * out);
-    for xr in x.chunks(inp).take(rows) {
-        for w in weight.data.chunks(inp) {
-            let init = bias.map_or(T::zero(), |b| of(b.data[y.len() % out]));
-            y.push(
-                w.iter()
-                    .zip(xr)
-                    .fold(init, |acc, (&wi, &xi)| acc + of(wi) * xi),
-            );
+    let mut y = vec![T::zero(); rows * out];
+    for (xr, yr) in x.chunks(inp).zip(y.chunks_mut(out)) {
+        // LANES outputs at a time, as in `direct_conv`.
+        for o0 in (0..out).step_by(LANES) {
+            let outs: [usize; LANES] = std::array::from_fn(|j| (o0 + j).min(out - 1));
+            let rows = outs.map(|o| &weight.data[o * inp..][..inp]);
+            let mut acc = outs.map(|o| bias.map_or(T::zero(), |b| of(b.data[o])));
+            for (i, &xi) in xr.iter().enumerate() {
+                for (a, w) in acc.iter_mut().zip(&rows) {
+                    *a = *a + of(w[i]) * xi;
+                }
+            }
+            for (&o, &a) in outs.iter().zip(&acc) {
+                yr[o] = a;
+            }
         }
     }
     y
@@ -278,18 +291,125 @@ pub fn direct_linear<T: Real>(
 pub fn direct_conv<T: Real>(c: &ConvCall, x: &[T], n: usize, of: impl Fn(f32) -> T) -> Vec<T> {
     let (ic, ih, iw) = c.in_chw;
     let (oc, oh, ow) = c.out_chw;
-    let (in_len, out_len) = (ic * ih * iw, oc * oh * ow);
-    let mut y = Vec::with_capacity(n * out_len);
-    for xs in x.chunks(in_len).take(n) {
-        let start = y.len();
-        y.extend((0..out_len).map(|o| c.bias.map_or(T::zero(), |b| of(b.data[o / (oh * ow)]))));
-        let ys = &mut y[start..];
-        c.for_each_tap(|o, i, w| ys[o] = ys[o] + of(c.weight.data[w]) * xs[i]);
+    let (in_len, out_len, plane) = (ic * ih * iw, oc * oh * ow, oh * ow);
+    let [_, icg, kh, kw] = c.weight.shape[..] else {
+        unreachable!("conv weight is 4-D")
+    };
+    let (taps, ocg) = (c.pixel_taps(), oc / c.groups);
+    let mut y = vec![T::zero(); n * out_len];
+    for (xs, ys) in x.chunks(in_len).zip(y.chunks_mut(out_len)) {
+        // LANES outputs of one group at a time, each its own sum in its own
+        // order: independent additions the CPU can overlap.
+        let starts = (0..c.groups).flat_map(|g| (g * ocg..(g + 1) * ocg).step_by(LANES));
+        for o0 in starts {
+            let g = o0 / ocg;
+            let outs: [usize; LANES] = std::array::from_fn(|j| (o0 + j).min((g + 1) * ocg - 1));
+            let channels = g * icg..(g + 1) * icg;
+            for (p, pixel_taps) in taps.iter().enumerate() {
+                let mut acc = outs.map(|o| c.bias.map_or(T::zero(), |b| of(b.data[o])));
+                for (icl, channel) in channels.clone().enumerate() {
+                    let xc = &xs[channel * ih * iw..][..ih * iw];
+                    for &(k, offset) in pixel_taps {
+                        for (a, &o) in acc.iter_mut().zip(&outs) {
+                            *a = *a + of(c.weight.data[(o * icg + icl) * kh * kw + k]) * xc[offset];
+                        }
+                    }
+                }
+                for (&o, &a) in outs.iter().zip(&acc) {
+                    ys[o * plane + p] = a;
+                }
+            }
+        }
     }
     y
 }
 
+/// Outputs the direct convolution sums side by side.
+const LANES: usize = 4;
+
 /// The f64 reference forward pass on a batch of float32 inputs.
 pub fn reference_forward(graph: &Graph, input: &[f64]) -> Result<Vec<f64>> {
     run(graph, &Reference, input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Window2d;
+    use crate::testing::random_tensor;
+    use rand::{Rng, SeedableRng};
+
+    /// The direct linear layer is bias, then the inputs in order, one
+    /// float32 accumulator per output, bit for bit.
+    #[test]
+    fn direct_linear_sums_in_input_order() {
+        let mut r = rand::rngs::StdRng::seed_from_u64(3);
+        for (out, inp, rows) in [(1, 5, 1), (7, 13, 2), (10, 33, 3)] {
+            let weight = random_tensor(&mut r, &[out, inp], 1.0);
+            let bias = random_tensor(&mut r, &[out], 1.0);
+            let x: Vec<f32> = (0..rows * inp).map(|_| r.gen_range(-1.0..1.0)).collect();
+            let y = direct_linear(&weight, Some(&bias), &x, rows, |v| v);
+            for (row, o) in (0..rows).flat_map(|row| (0..out).map(move |o| (row, o))) {
+                let mut want = bias.data[o];
+                for i in 0..inp {
+                    want += weight.data[o * inp + i] * x[row * inp + i];
+                }
+                assert_eq!(
+                    y[row * out + o].to_bits(),
+                    want.to_bits(),
+                    "row {row} output {o}"
+                );
+            }
+        }
+    }
+
+    /// The direct convolution is bias, then the taps in (input channel,
+    /// kernel row, kernel column) order, one float32 accumulator: checked
+    /// bit for bit against that sum written out, on padded, strided,
+    /// dilated and grouped convolutions.
+    #[test]
+    fn direct_conv_sums_in_the_documented_order() {
+        for seed in 0..8 {
+            let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+            let (groups, icg, ocg) = (r.gen_range(1..=2), r.gen_range(1..=3), r.gen_range(1..=9));
+            let (k, s, d) = (r.gen_range(1..=3), r.gen_range(1..=2), r.gen_range(1..=2));
+            let window = Window2d {
+                kernel: [k, k],
+                stride: [s, s],
+                pads: [0; 4].map(|_| r.gen_range(0..=2)),
+                dilation: [d, d],
+            };
+            let (h, w) = (r.gen_range(5..=8), r.gen_range(5..=8));
+            let (oh, ow) = window.output_hw(h, w).expect("fits");
+            let weight = random_tensor(&mut r, &[groups * ocg, icg, k, k], 1.0);
+            let bias = random_tensor(&mut r, &[groups * ocg], 1.0);
+            let c = ConvCall {
+                weight: &weight,
+                bias: Some(&bias),
+                window,
+                groups,
+                in_chw: (groups * icg, h, w),
+                out_chw: (groups * ocg, oh, ow),
+            };
+            let x: Vec<f32> = (0..groups * icg * h * w)
+                .map(|_| r.gen_range(-1.0..1.0))
+                .collect();
+            let y = direct_conv(&c, &x, 1, |v| v);
+            for o in 0..groups * ocg {
+                for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
+                    let mut want = bias.data[o];
+                    for icl in 0..icg {
+                        for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
+                            let ic = o / ocg * icg + icl;
+                            if let Some(i) = c.input_index(ic, ky, kx, oy, ox) {
+                                want += weight.data[((o * icg + icl) * k + ky) * k + kx] * x[i];
+                            }
+                        }
+                    }
+                    let got = y[(o * oh + oy) * ow + ox];
+                    assert_eq!(got.to_bits(), want.to_bits(), "seed {seed} output {o}");
+                }
+            }
+        }
+    }
 }
