@@ -335,8 +335,7 @@ pub fn reference_forward(graph: &Graph, input: &[f64]) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::op::Window2d;
-    use crate::testing::random_tensor;
+    use crate::testing::{random_tensor, RandomConv};
     use rand::{Rng, SeedableRng};
 
     /// The direct linear layer is bias, then the inputs in order, one
@@ -369,40 +368,30 @@ mod tests {
     /// dilated and grouped convolutions.
     #[test]
     fn direct_conv_sums_in_the_documented_order() {
-        for seed in 0..8 {
+        let mut drawn = 0;
+        for seed in 0..24 {
             let mut r = rand::rngs::StdRng::seed_from_u64(seed);
-            let (groups, icg, ocg) = (r.gen_range(1..=2), r.gen_range(1..=3), r.gen_range(1..=9));
-            let (k, s, d) = (r.gen_range(1..=3), r.gen_range(1..=2), r.gen_range(1..=2));
-            let window = Window2d {
-                kernel: [k, k],
-                stride: [s, s],
-                pads: [0; 4].map(|_| r.gen_range(0..=2)),
-                dilation: [d, d],
+            let Some(conv) = RandomConv::draw(&mut r, 9) else {
+                continue;
             };
-            let (h, w) = (r.gen_range(5..=8), r.gen_range(5..=8));
-            let (oh, ow) = window.output_hw(h, w).expect("fits");
-            let weight = random_tensor(&mut r, &[groups * ocg, icg, k, k], 1.0);
-            let bias = random_tensor(&mut r, &[groups * ocg], 1.0);
-            let c = ConvCall {
-                weight: &weight,
-                bias: Some(&bias),
-                window,
-                groups,
-                in_chw: (groups * icg, h, w),
-                out_chw: (groups * ocg, oh, ow),
+            drawn += 1;
+            let c = conv.call();
+            let ((ic, h, w), (oc, oh, ow)) = (c.in_chw, c.out_chw);
+            let [_, icg, kh, kw] = conv.weight.shape[..] else {
+                unreachable!()
             };
-            let x: Vec<f32> = (0..groups * icg * h * w)
-                .map(|_| r.gen_range(-1.0..1.0))
-                .collect();
+            let ocg = oc / c.groups;
+            let x: Vec<f32> = (0..ic * h * w).map(|_| r.gen_range(-1.0..1.0)).collect();
             let y = direct_conv(&c, &x, 1, |v| v);
-            for o in 0..groups * ocg {
+            for o in 0..oc {
                 for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
-                    let mut want = bias.data[o];
+                    let mut want = conv.bias.data[o];
                     for icl in 0..icg {
-                        for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
-                            let ic = o / ocg * icg + icl;
-                            if let Some(i) = c.input_index(ic, ky, kx, oy, ox) {
-                                want += weight.data[((o * icg + icl) * k + ky) * k + kx] * x[i];
+                        for (ky, kx) in (0..kh).flat_map(|ky| (0..kw).map(move |kx| (ky, kx))) {
+                            let channel = o / ocg * icg + icl;
+                            if let Some(i) = c.input_index(channel, ky, kx, oy, ox) {
+                                let tap = ((o * icg + icl) * kh + ky) * kw + kx;
+                                want += conv.weight.data[tap] * x[i];
                             }
                         }
                     }
@@ -411,5 +400,6 @@ mod tests {
                 }
             }
         }
+        assert!(drawn >= 12, "only {drawn} of 24 geometries fit");
     }
 }

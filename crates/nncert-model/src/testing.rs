@@ -1,5 +1,6 @@
 //! Small random networks exercising every op, for tests across the workspace.
 
+use crate::forward::ConvCall;
 use crate::graph::Graph;
 use crate::op::{BinaryKind, Op, Window2d};
 use crate::tensor::Tensor;
@@ -11,6 +12,54 @@ pub fn random_tensor(rng: &mut impl Rng, shape: &[usize], scale: f32) -> Tensor 
         shape.to_vec(),
         (0..n).map(|_| rng.gen_range(-scale..scale)).collect(),
     )
+}
+
+/// A convolution with its geometry drawn at random (groups, kernel,
+/// strides, pads, dilations, input size), for tests of conv kernels.
+pub struct RandomConv {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub window: Window2d,
+    pub groups: usize,
+    pub in_chw: (usize, usize, usize),
+    pub out_chw: (usize, usize, usize),
+}
+
+impl RandomConv {
+    /// Up to `max_ocg` output channels per group; None when the window does
+    /// not fit the input drawn.
+    pub fn draw(r: &mut impl Rng, max_ocg: usize) -> Option<RandomConv> {
+        let groups = r.gen_range(1..=2);
+        let (icg, ocg) = (r.gen_range(1..=3), r.gen_range(1..=max_ocg));
+        let (kh, kw) = (r.gen_range(1..=4), r.gen_range(1..=4));
+        let window = Window2d {
+            kernel: [kh, kw],
+            stride: [r.gen_range(1..=3), r.gen_range(1..=3)],
+            pads: [0; 4].map(|_| r.gen_range(0..=2)),
+            dilation: [r.gen_range(1..=2), r.gen_range(1..=2)],
+        };
+        let (h, w) = (r.gen_range(5..=9), r.gen_range(5..=9));
+        let (oh, ow) = window.output_hw(h, w)?;
+        Some(RandomConv {
+            weight: random_tensor(r, &[groups * ocg, icg, kh, kw], 1.0),
+            bias: random_tensor(r, &[groups * ocg], 1.0),
+            window,
+            groups,
+            in_chw: (groups * icg, h, w),
+            out_chw: (groups * ocg, oh, ow),
+        })
+    }
+
+    pub fn call(&self) -> ConvCall<'_> {
+        ConvCall {
+            weight: &self.weight,
+            bias: Some(&self.bias),
+            window: self.window,
+            groups: self.groups,
+            in_chw: self.in_chw,
+            out_chw: self.out_chw,
+        }
+    }
 }
 
 fn window(k: usize, s: usize, pads: [usize; 4], d: usize) -> Window2d {

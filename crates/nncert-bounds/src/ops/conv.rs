@@ -259,7 +259,7 @@ fn build_taps(c: &ConvCall, g: usize) -> Taps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nncert_model::testing::random_tensor;
+    use nncert_model::testing::RandomConv;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -269,32 +269,15 @@ mod tests {
     /// only: the gather and the scatter paths.
     #[test]
     fn backward_is_the_product_with_the_toeplitz_matrix() {
-        for seed in 0..12 {
+        let mut drawn = 0;
+        for seed in 0..24 {
             let mut r = StdRng::seed_from_u64(seed);
-            let groups = r.gen_range(1..=2);
-            let (icg, ocg) = (r.gen_range(1..=3), r.gen_range(1..=3));
-            let (kh, kw) = (r.gen_range(1..=4), r.gen_range(1..=4));
-            let window = Window2d {
-                kernel: [kh, kw],
-                stride: [r.gen_range(1..=3), r.gen_range(1..=3)],
-                pads: [0; 4].map(|_| r.gen_range(0..=2)),
-                dilation: [r.gen_range(1..=2), r.gen_range(1..=2)],
-            };
-            let (h, w) = (r.gen_range(6..=9), r.gen_range(6..=9));
-            let Some((oh, ow)) = window.output_hw(h, w) else {
+            let Some(conv) = RandomConv::draw(&mut r, 3) else {
                 continue;
             };
-            let weight = random_tensor(&mut r, &[groups * ocg, icg, kh, kw], 1.0);
-            let bias = random_tensor(&mut r, &[groups * ocg], 1.0);
-            let c = ConvCall {
-                weight: &weight,
-                bias: Some(&bias),
-                window,
-                groups,
-                in_chw: (groups * icg, h, w),
-                out_chw: (groups * ocg, oh, ow),
-            };
-            let (in_len, out_n, p) = (groups * icg * h * w, groups * ocg * oh * ow, oh * ow);
+            drawn += 1;
+            let c = conv.call();
+            let (in_len, out_n, p) = (gemm_dims(&c).3, out_len(&c), c.out_chw.1 * c.out_chw.2);
             let unbiased = ConvCall { bias: None, ..c };
             let toeplitz: Vec<Vec<f64>> = (0..in_len)
                 .map(|i| {
@@ -321,9 +304,12 @@ mod tests {
                         "seed {seed} row {si} input {i}: {got} vs {want}"
                     );
                 }
-                let want: f64 = (0..out_n).map(|o| row[o] * bias.data[o / p] as f64).sum();
+                let want: f64 = (0..out_n)
+                    .map(|o| row[o] * conv.bias.data[o / p] as f64)
+                    .sum();
                 assert!((cst[si] - want).abs() <= 1e-12 * (1.0 + want.abs()));
             }
         }
+        assert!(drawn >= 12, "only {drawn} of 24 geometries fit");
     }
 }
