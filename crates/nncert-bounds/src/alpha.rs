@@ -14,7 +14,7 @@ use crate::interval::Region;
 use crate::ops::activation::{self, Slopes};
 use crate::ops::pool;
 use crate::ops::Gemm64;
-use crate::propagate::{backsubstitute, monotone, NetworkBounds, ReluSplit, Trace};
+use crate::propagate::{backsubstitute, monotone, NetworkBounds, ReluSplit, SubdomainRow, Trace};
 use crate::{BoundConfig, BoundsError, Method};
 use nncert_model::forward::run_with;
 use nncert_model::{Graph, NodeId, Op};
@@ -39,7 +39,14 @@ pub(crate) fn optimise(
         alphas: initial_slopes(g, nb, s),
         ..Trace::default()
     };
-    let (best, _) = ascend(g, nb, region, cfg, spec, s, start, cfg.alpha_iterations)?;
+    let rows = SubdomainRow {
+        graph: g,
+        bounds: nb,
+        region,
+        spec,
+        splits: &[],
+    };
+    let (best, _) = ascend(&rows, cfg, s, start, cfg.alpha_iterations)?;
     Ok(best)
 }
 
@@ -56,20 +63,16 @@ pub struct Multipliers {
 /// steps from `warm`; otherwise CROWN's), and the trace (coefficients per
 /// node, slopes, multipliers) of the iterate that gave it.
 pub(crate) fn optimise_row(
-    g: &Graph,
-    nb: &NetworkBounds,
-    region: &Region,
+    row: &SubdomainRow,
     cfg: &BoundConfig,
-    spec: &[f64],
-    splits: &[ReluSplit],
     warm: &Multipliers,
 ) -> Result<(f64, Trace), BoundsError> {
     let iterations = match cfg.method {
         Method::AlphaCrown => cfg.alpha_iterations,
         _ => 0,
     };
-    let start = warm.start_trace(g, nb, splits, 1);
-    let (best, trace) = ascend(g, nb, region, cfg, spec, 1, start, iterations)?;
+    let start = warm.start_trace(row.graph, row.bounds, row.splits, 1);
+    let (best, trace) = ascend(row, cfg, 1, start, iterations)?;
     Ok((best[0], trace))
 }
 
@@ -130,19 +133,23 @@ impl From<Trace> for Multipliers {
     }
 }
 
-/// Projected Adam ascent on the slopes and split multipliers of `start`;
-/// the best bound per row, and the trace of the last iterate that raised one.
-#[allow(clippy::too_many_arguments)]
+/// Projected Adam ascent on the slopes and split multipliers of `start`
+/// for the `s` rows of `rows.spec`; the best bound per row, and the trace
+/// of the last iterate that raised one.
 fn ascend(
-    g: &Graph,
-    nb: &NetworkBounds,
-    region: &Region,
+    rows: &SubdomainRow,
     cfg: &BoundConfig,
-    spec: &[f64],
     s: usize,
     mut trace: Trace,
     iterations: usize,
 ) -> Result<(Vec<f64>, Trace), BoundsError> {
+    let SubdomainRow {
+        graph: g,
+        bounds: nb,
+        region,
+        spec,
+        ..
+    } = *rows;
     let mut best = vec![f64::NEG_INFINITY; s];
     let mut best_trace = None;
     let (mut adam_alpha, mut adam_beta) = (Adam::new(LEARNING_RATE), Adam::new(BETA_LEARNING_RATE));
@@ -441,20 +448,12 @@ mod tests {
     }
 
     /// CROWN's trace (no optimisation) of one row over a subdomain.
-    fn crown_trace(
-        g: &Graph,
-        nb: &NetworkBounds,
-        region: &Region,
-        cfg: &BoundConfig,
-        spec: &[f64],
-        splits: &[ReluSplit],
-    ) -> Trace {
+    fn crown_trace(row: &SubdomainRow, cfg: &BoundConfig) -> Trace {
         let crown = BoundConfig {
             method: Method::Crown,
             ..*cfg
         };
-        let warm = Multipliers::default();
-        optimise_row(g, nb, region, &crown, spec, splits, &warm)
+        optimise_row(row, &crown, &Multipliers::default())
             .unwrap()
             .1
     }
@@ -510,7 +509,14 @@ mod tests {
             let bound = |trace: &mut Trace| {
                 backsubstitute(&g, g.output, &nb, &region, &at_input, &spec, 1, trace).unwrap()[0]
             };
-            let mut trace = crown_trace(&g, &nb, &region, &cfg, &spec, &splits);
+            let row = SubdomainRow {
+                graph: &g,
+                bounds: &nb,
+                region: &region,
+                spec: &spec,
+                splits: &splits,
+            };
+            let mut trace = crown_trace(&row, &cfg);
             // Move away from CROWN's 0/1 slopes, into the interior; β > 0.
             set_parameters(
                 &mut trace,
@@ -588,7 +594,14 @@ mod tests {
                 continue;
             };
             let spec = [1.0, -0.5];
-            let mut trace = crown_trace(&g, &nb, &region, &cfg, &spec, &splits);
+            let row = SubdomainRow {
+                graph: &g,
+                bounds: &nb,
+                region: &region,
+                spec: &spec,
+                splits: &splits,
+            };
+            let mut trace = crown_trace(&row, &cfg);
             set_parameters(&mut trace, |is_beta, _| match is_beta {
                 false => rng.gen_range(0.0..=1.0),
                 true => rng.gen_range(0.0..3.0),
@@ -601,9 +614,7 @@ mod tests {
                 ..cfg
             };
             let warm = Multipliers::default();
-            let optimised = optimise_row(&g, &nb, &region, &optimising, &spec, &splits, &warm)
-                .unwrap()
-                .0;
+            let optimised = optimise_row(&row, &optimising, &warm).unwrap().0;
             let bound = random.max(optimised);
             for _ in 0..3000 {
                 let x: Vec<f32> = (0..2).map(|_| rng.gen_range(-0.5f32..=0.5)).collect();

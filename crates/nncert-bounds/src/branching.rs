@@ -5,13 +5,13 @@
 
 use crate::alpha::{minimisers, optimise_row, Multipliers};
 use crate::fp::Soundness;
-use crate::interval::{Interval, Region};
+use crate::interval::Region;
 use crate::ops::activation::{self, Slopes};
 use crate::propagate::{
-    backsubstitute, box_min_of, interval_lower, NetworkBounds, ReluSplit, Trace,
+    backsubstitute, box_min_of, interval_lower, ReluSplit, SubdomainRow, Trace,
 };
 use crate::{BoundConfig, BoundsError, Method};
-use nncert_model::{Graph, NodeId, Op};
+use nncert_model::{NodeId, Op};
 
 pub struct RowBound {
     /// Lower bound of `spec · y` over the subdomain.
@@ -33,15 +33,12 @@ pub struct RowBound {
 /// `alpha_iterations` steps, stopping above `alpha_stop_above`); otherwise
 /// the bound is CROWN's.
 pub fn bound_for_branching(
-    g: &Graph,
-    nb: &NetworkBounds,
-    region: &Region,
+    row: &SubdomainRow,
     cfg: &BoundConfig,
-    spec: &[f64],
-    splits: &[ReluSplit],
     warm: &Multipliers,
 ) -> Result<RowBound, BoundsError> {
-    let (crown, mut trace) = optimise_row(g, nb, region, cfg, spec, splits, warm)?;
+    let (g, nb, spec) = (row.graph, row.bounds, row.spec);
+    let (crown, mut trace) = optimise_row(row, cfg, warm)?;
     let ibp = interval_lower(&nb.nodes[g.output], spec, 1, cfg.soundness)[0];
     let coeffs = trace.coeffs.take().expect("traced");
     let mut candidates = Vec::new();
@@ -69,8 +66,8 @@ pub fn bound_for_branching(
     }
     candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
     let minimiser = match &coeffs[g.input] {
-        Some(a) => minimisers(a, 1, region),
-        None => region.bbox.lo.clone(),
+        Some(a) => minimisers(a, 1, row.region),
+        None => row.region.bbox.lo.clone(),
     };
     Ok(RowBound {
         lower: if cfg.intersect_ibp {
@@ -93,19 +90,14 @@ pub fn bound_for_branching(
 /// neuron changes every earlier coefficient, which BaBSR's intercept score
 /// does not. The choice only steers the search; soundness rests on the
 /// children's own bounds.
-#[allow(clippy::too_many_arguments)]
 pub fn strongest_split(
-    g: &Graph,
-    nb: &NetworkBounds,
-    region: &Region,
+    row: &SubdomainRow,
     cfg: &BoundConfig,
-    spec: &[f64],
-    splits: &[ReluSplit],
     rb: &RowBound,
     k: usize,
 ) -> Result<Option<ReluSplit>, BoundsError> {
     let candidates: Vec<ReluSplit> = rb.candidates.iter().take(k).map(|c| c.0).collect();
-    let lower = child_bounds(g, nb, region, cfg, spec, splits, rb, &candidates)?;
+    let lower = child_bounds(row, cfg, rb, &candidates)?;
     let worse = |c: usize| lower[2 * c].min(lower[2 * c + 1]);
     let best = (0..candidates.len()).max_by(|&a, &b| worse(a).total_cmp(&worse(b)).then(b.cmp(&a)));
     Ok(best.map(|c| candidates[c]))
@@ -113,22 +105,17 @@ pub fn strongest_split(
 
 /// Lower bounds of the two children of each candidate, inactive then
 /// active (rows 2c and 2c + 1 of one back-substitution).
-#[allow(clippy::too_many_arguments)]
 fn child_bounds(
-    g: &Graph,
-    nb: &NetworkBounds,
-    region: &Region,
+    row: &SubdomainRow,
     cfg: &BoundConfig,
-    spec: &[f64],
-    splits: &[ReluSplit],
     rb: &RowBound,
     candidates: &[ReluSplit],
 ) -> Result<Vec<f64>, BoundsError> {
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = 2 * candidates.len();
-    let mut trace = rb.multipliers.start_trace(g, nb, splits, rows);
+    let (g, rows) = (row.graph, 2 * candidates.len());
+    let mut trace = rb.multipliers.start_trace(g, row.bounds, row.splits, rows);
     for (c, split) in candidates.iter().enumerate() {
         let fixed = trace.fixed.entry(split.pre).or_default();
         fixed.push((2 * c, split.index, false));
@@ -137,10 +124,10 @@ fn child_bounds(
     backsubstitute(
         g,
         g.output,
-        nb,
-        region,
+        row.bounds,
+        row.region,
         cfg,
-        &spec.repeat(rows),
+        &row.spec.repeat(rows),
         rows,
         &mut trace,
     )
@@ -156,15 +143,11 @@ pub struct AffineForm {
 /// On a subdomain where no ReLU is unstable (every one fixed by its bounds
 /// or a split) the network is affine on the input: the spec row's form and
 /// each split neuron's input's form (in `splits` order), in real
-/// arithmetic. They pose the leaf's exact LP; its multipliers then go back
-/// through `bound_for_branching`, which gives the (sound) bound.
-pub fn leaf_forms(
-    g: &Graph,
-    nb: &NetworkBounds,
-    bbox: &Interval,
-    spec: &[f64],
-    splits: &[ReluSplit],
-) -> Result<(AffineForm, Vec<AffineForm>), BoundsError> {
+/// arithmetic, over the region's bounding box. They pose the leaf's exact
+/// LP; its multipliers then go back through `bound_for_branching`, which
+/// gives the (sound) bound.
+pub fn leaf_forms(row: &SubdomainRow) -> Result<(AffineForm, Vec<AffineForm>), BoundsError> {
+    let (g, nb, bbox) = (row.graph, row.bounds, &row.region.bbox);
     let cfg = BoundConfig {
         intersect_ibp: false,
         ..BoundConfig::new(Method::Crown, Soundness::Real)
@@ -192,9 +175,9 @@ pub fn leaf_forms(
             })
             .collect())
     };
-    let objective = forms(g.output, spec, 1)?.remove(0);
-    let mut split_forms = Vec::with_capacity(splits.len());
-    for sp in splits {
+    let objective = forms(g.output, row.spec, 1)?.remove(0);
+    let mut split_forms = Vec::with_capacity(row.splits.len());
+    for sp in row.splits {
         let mut row = vec![0.0; nb.nodes[sp.pre].len()];
         row[sp.index] = 1.0;
         split_forms.extend(forms(sp.pre, &row, 1)?);
@@ -207,6 +190,7 @@ mod tests {
     use super::*;
     use crate::{propagate_split, Soundness};
     use nncert_model::testing::random_relu_mlp;
+    use nncert_model::Graph;
     use nncert_model::Tensor;
     use nncert_spec::{InputBox, InputSet, Norm, NormBall};
 
@@ -224,13 +208,17 @@ mod tests {
                     ..BoundConfig::new(Method::AlphaCrown, soundness)
                 };
                 let region = Region::of(set, soundness);
-                let bound = |nb: &NetworkBounds, splits: &[ReluSplit], warm: &Multipliers| {
-                    bound_for_branching(g, nb, &region, &cfg, spec, splits, warm).unwrap()
-                };
                 let root = propagate_split(g, &region, &cfg, &[], None)
                     .unwrap()
                     .unwrap();
-                let rb0 = bound(&root, &[], &Multipliers::default());
+                let root_row = SubdomainRow {
+                    graph: g,
+                    bounds: &root,
+                    region: &region,
+                    spec,
+                    splits: &[],
+                };
+                let rb0 = bound_for_branching(&root_row, &cfg, &Multipliers::default()).unwrap();
                 // The parent is split once, so that it carries a multiplier.
                 let Some(&(first, _)) = rb0.candidates.first() else {
                     continue;
@@ -239,11 +227,15 @@ mod tests {
                 let Some(nb) = propagate_split(g, &region, &cfg, &splits, None).unwrap() else {
                     continue;
                 };
-                let rb = bound(&nb, &splits, &rb0.multipliers);
+                let parent = SubdomainRow {
+                    bounds: &nb,
+                    splits: &splits,
+                    ..root_row
+                };
+                let rb = bound_for_branching(&parent, &cfg, &rb0.multipliers).unwrap();
                 let candidates: Vec<ReluSplit> =
                     rb.candidates.iter().take(6).map(|c| c.0).collect();
-                let batched =
-                    child_bounds(g, &nb, &region, &cfg, spec, &splits, &rb, &candidates).unwrap();
+                let batched = child_bounds(&parent, &cfg, &rb, &candidates).unwrap();
                 let once = BoundConfig {
                     alpha_iterations: 0,
                     ..cfg
@@ -258,17 +250,12 @@ mod tests {
                             iv.hi[split.index] = iv.hi[split.index].min(0.0);
                         }
                         let child = [first, ReluSplit { active, ..*split }];
-                        let alone = optimise_row(
-                            g,
-                            &clamped,
-                            &region,
-                            &once,
-                            spec,
-                            &child,
-                            &rb.multipliers,
-                        )
-                        .unwrap()
-                        .0;
+                        let alone_row = SubdomainRow {
+                            bounds: &clamped,
+                            splits: &child,
+                            ..parent
+                        };
+                        let alone = optimise_row(&alone_row, &once, &rb.multipliers).unwrap().0;
                         assert!(
                             (batched[row] - alone).abs() <= 1e-9 * (1.0 + alone.abs()),
                             "{label} {soundness:?} ibp {intersect_ibp} candidate {c} \

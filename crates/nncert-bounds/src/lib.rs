@@ -25,7 +25,9 @@ pub use fp::Soundness;
 pub use gradient::spec_gradient;
 pub use interval::{Interval, Region};
 pub use ops::activation::Slopes;
-pub use propagate::{lower_bounds, propagate, propagate_split, NetworkBounds, ReluSplit};
+pub use propagate::{
+    lower_bounds, propagate, propagate_split, NetworkBounds, ReluSplit, SubdomainRow,
+};
 pub use robustness::{is_certified, robustness_margins, Ball};
 pub use symbolic::{affine_step, SymBounds};
 

@@ -232,6 +232,18 @@ pub struct ReluSplit {
     pub active: bool,
 }
 
+/// Rows `spec · y` of the network's output over one subdomain: the part of
+/// `region` where every split holds, `bounds` its node bounds (computed
+/// with the splits clamped).
+#[derive(Clone, Copy)]
+pub struct SubdomainRow<'a> {
+    pub graph: &'a Graph,
+    pub bounds: &'a NetworkBounds,
+    pub region: &'a Region,
+    pub spec: &'a [f64],
+    pub splits: &'a [ReluSplit],
+}
+
 /// Bounds of every node over the part of `region` where every split holds
 /// (each clamps its neuron's interval at 0 as soon as the node is bounded,
 /// so later nodes are bounded with that neuron stable), or None when a

@@ -37,7 +37,7 @@ use crate::witness::f32_point_inside;
 use crate::{Counterexample, LowestFirst, Models, Outcome, Result};
 use nncert_bounds::{
     bound_for_branching, propagate_split, strongest_split, BoundConfig, BoundsError, Multipliers,
-    NetworkBounds, Region, ReluSplit,
+    NetworkBounds, Region, ReluSplit, SubdomainRow,
 };
 use nncert_spec::{InputSet, Property};
 use std::collections::BinaryHeap;
@@ -288,9 +288,14 @@ fn examine(
         },
         ..cfg.bounds
     };
-    let rb = bound_for_branching(
-        m.bounded, &bounds, q.region, &row_cfg, q.spec, &splits, warm,
-    )?;
+    let row = SubdomainRow {
+        graph: m.bounded,
+        bounds: &bounds,
+        region: q.region,
+        spec: q.spec,
+        splits: &splits,
+    };
+    let rb = bound_for_branching(&row, &row_cfg, warm)?;
     let lower = rb.lower.max(inherited);
     if lower > q.rhs {
         return Ok(Examined::Closed);
@@ -321,16 +326,7 @@ fn examine(
     )? {
         return Ok(Examined::Refuted(ce));
     }
-    let branch = strongest_split(
-        m.bounded,
-        &bounds,
-        q.region,
-        &row_cfg,
-        q.spec,
-        &splits,
-        &rb,
-        cfg.branch_candidates,
-    )?;
+    let branch = strongest_split(&row, &row_cfg, &rb, cfg.branch_candidates)?;
     Ok(Examined::Open(Box::new(Subdomain {
         splits,
         bounds,

@@ -14,7 +14,7 @@ use crate::{Counterexample, Models, Result};
 use good_lp::{variable, Expression, ProblemVariables, Solution, SolverModel, Variable};
 use nncert_bounds::{
     bound_for_branching, leaf_forms, AffineForm, BoundConfig, Interval, Method, Multipliers,
-    NetworkBounds, ReluSplit,
+    NetworkBounds, ReluSplit, SubdomainRow,
 };
 
 /// Largest multiplier the dual LP may use: it keeps the dual bounded when
@@ -38,9 +38,15 @@ pub fn decide_leaf(
     splits: &[ReluSplit],
     bounds: &NetworkBounds,
 ) -> Result<Leaf> {
-    let g = m.bounded;
     let bbox = &q.region.bbox;
-    let (objective, forms) = leaf_forms(g, bounds, bbox, q.spec, splits)?;
+    let row = SubdomainRow {
+        graph: m.bounded,
+        bounds,
+        region: q.region,
+        spec: q.spec,
+        splits,
+    };
+    let (objective, forms) = leaf_forms(&row)?;
     let signs: Vec<f64> = splits
         .iter()
         .map(|sp| if sp.active { -1.0 } else { 1.0 })
@@ -53,7 +59,7 @@ pub fn decide_leaf(
         ..*cfg
     };
     let warm = Multipliers::of_splits(bounds, splits, &betas);
-    let rb = bound_for_branching(g, bounds, q.region, &exact, q.spec, splits, &warm)?;
+    let rb = bound_for_branching(&row, &exact, &warm)?;
     if rb.lower > q.rhs {
         return Ok(Leaf::Closed);
     }

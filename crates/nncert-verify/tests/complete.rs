@@ -3,7 +3,7 @@
 
 use nncert_bounds::{
     bound_for_branching, propagate, propagate_split, Ball, BoundConfig, Method, Multipliers,
-    Region, ReluSplit, Soundness,
+    Region, ReluSplit, Soundness, SubdomainRow,
 };
 use nncert_exec::all_engines;
 use nncert_model::forward::{run_all, Reference};
@@ -181,15 +181,20 @@ fn split_bounds_hold_on_their_subdomain() {
                 continue;
             };
             let spec = [1.0, -1.0];
+            let row = SubdomainRow {
+                graph: &g,
+                bounds: &nb,
+                region: &region,
+                spec: &spec,
+                splits: &splits,
+            };
             // CROWN, and β-CROWN with multipliers on the splits.
             let lowers: Vec<f64> = [Method::Crown, Method::AlphaCrown]
                 .into_iter()
                 .map(|method| {
                     let c = BoundConfig { method, ..cfg };
                     let warm = Multipliers::default();
-                    bound_for_branching(&g, &nb, &region, &c, &spec, &splits, &warm)
-                        .unwrap()
-                        .lower
+                    bound_for_branching(&row, &c, &warm).unwrap().lower
                 })
                 .collect();
             for _ in 0..2000 {
@@ -247,10 +252,16 @@ fn bab_proves_true_and_refutes_false_properties() {
         let region = Region::of(&set, Soundness::Float32);
         let crown = BoundConfig::new(Method::Crown, Soundness::Float32);
         let root = propagate(g, &region, &crown).unwrap();
-        let crown_lower =
-            bound_for_branching(g, &root, &region, &crown, &[1.0], &[], &Default::default())
-                .unwrap()
-                .lower;
+        let row = SubdomainRow {
+            graph: g,
+            bounds: &root,
+            region: &region,
+            spec: &[1.0],
+            splits: &[],
+        };
+        let crown_lower = bound_for_branching(&row, &crown, &Default::default())
+            .unwrap()
+            .lower;
         crown_proved += (crown_lower > min - 0.5) as usize;
         for (rhs, holds) in [(min - 0.5, true), (min + 0.05, false)] {
             let cfg = BabConfig::new(BoundConfig {
