@@ -104,6 +104,23 @@ fn run_reads_text_input() {
         "{}",
         stdout(&o)
     );
+    // --json: every engine's logits with every digit (1/3 shows them).
+    std::fs::write(&x, "[0.3333333432674408, 0]").unwrap();
+    let o = nncert(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let reference = v["outputs"]["reference"].as_array().unwrap();
+    // y0 = 1·x + 0.5 in f64, x the float32 nearest 1/3.
+    assert_eq!(reference[0], 0.3333333432674408 + 0.5);
+    for engine in ["direct", "im2col", "toeplitz"] {
+        assert_eq!(v["outputs"][engine].as_array().unwrap().len(), 2);
+    }
 }
 
 #[test]
@@ -696,6 +713,31 @@ fn fp_attack_runs_against_branch_and_bound_and_sound_mode() {
         })
         .count();
     assert_eq!(cases, 3, "two cases and the summary");
+    // Without dimming x0 is the seed image and only the gap network is climbed.
+    let nodim = tmp("fp-attack-nodim");
+    let nodim_dir = nodim.display().to_string();
+    let mut args = args.to_vec();
+    let last = args.len() - 1;
+    args[last] = nodim_dir.as_str();
+    args.extend(["--no-dimming", "--against", "plain"]);
+    let o = nncert(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(nodim.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["dimming"], false);
+    for e in std::fs::read_dir(&nodim).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.starts_with("case_") && name.ends_with(".json")) {
+            continue;
+        }
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(case["alpha"].is_null(), "{name}");
+        let engines = case["engines"].as_array().unwrap();
+        assert!(engines.iter().all(|e| e["plain"].is_null()), "{name}");
+    }
     assert_user_errors(&[(
         vec!["fp-attack", "--seed-seconds", "0", "--out", &dir],
         "--seed-seconds 0: expected a positive number",

@@ -11,6 +11,10 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug)]
 pub struct AttackConfig {
     pub eps: f64,
+    /// Step 1 dims the seed to the verifier's boundary (the paper); without
+    /// it x0 is the seed itself (α = 1), and only the gap brings the margin
+    /// near zero.
+    pub dim: bool,
     /// Brightness bisection stops at this width (δ of step 1).
     pub alpha_width: f64,
     /// Grid points when the verifier times out inside the bisection.
@@ -28,6 +32,7 @@ impl AttackConfig {
     pub fn paper(eps: f64) -> Self {
         AttackConfig {
             eps,
+            dim: true,
             alpha_width: 1e-7,
             grid_points: 16,
             tau_bracket: 3e-6,
@@ -38,16 +43,36 @@ impl AttackConfig {
     }
 }
 
-/// One engine's climb, on the network and on the network with the gap.
+/// Where one engine's climb on one network ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClimbResult {
+    /// The engine's CW loss there (negative: misclassified by this engine).
+    pub cw_loss: f64,
+    /// The same point on the f64 reference: what real arithmetic says.
+    pub reference_cw_loss: f64,
+    /// Sweeps run (fewer than configured when the loss went negative).
+    pub sweeps: usize,
+    pub x_adv: Vec<f32>,
+}
+
+/// A climb that ended misclassified by its engine.
+fn broken(c: &Option<ClimbResult>) -> bool {
+    c.as_ref().is_some_and(|c| c.cw_loss < 0.0)
+}
+
+/// One engine's climbs, on the network and on the network with the gap.
 #[derive(Clone, Debug, Serialize)]
 pub struct EngineResult {
     pub engine: String,
-    /// CW loss at the climb's end (negative: misclassified by this engine).
-    pub cw_loss: f64,
+    /// None without dimming: x0's margin is then the seed's own, far beyond
+    /// any float32 error, so only the gap variant is climbed.
+    pub plain: Option<ClimbResult>,
+    /// With τ0 folded into the label's bias (None: the verifier does not
+    /// claim that network robust at x0).
+    pub gap: Option<ClimbResult>,
+    /// The verifier claimed x0 robust and this engine misclassifies a point
+    /// of its ball (without, with the gap).
     pub success: bool,
-    pub x_adv: Vec<f32>,
-    /// The same with τ0 folded into the label's bias (None: no claim there).
-    pub gap_cw_loss: Option<f64>,
     pub gap_success: bool,
 }
 
@@ -71,6 +96,10 @@ pub struct CaseReport {
     pub tau0: Option<f64>,
     pub tau1: Option<f64>,
     pub x1: Option<Vec<f32>>,
+    /// The float32 perturbation box around x0 that every climb stays in
+    /// (for climbs by other runtimes: bench/ort_climb.py).
+    pub box_lo: Option<Vec<f32>>,
+    pub box_hi: Option<Vec<f32>>,
     /// The attacked verifier's verdict on x0 (robust by construction) and on
     /// x0 with the gap.
     pub claim_x0: Option<String>,
@@ -79,6 +108,9 @@ pub struct CaseReport {
     pub sound_claim_x0: Option<String>,
     pub sound_claim_x0_gap: Option<String>,
     pub engines: Vec<EngineResult>,
+    /// Test accuracy (%) of the gap network, when an engine broke it: the
+    /// price of the gap (the paper's "min test acc").
+    pub gap_test_accuracy: Option<f64>,
 }
 
 impl CaseReport {
@@ -96,11 +128,14 @@ impl CaseReport {
             tau0: None,
             tau1: None,
             x1: None,
+            box_lo: None,
+            box_hi: None,
             claim_x0: None,
             claim_x0_gap: None,
             sound_claim_x0: None,
             sound_claim_x0_gap: None,
             engines: Vec::new(),
+            gap_test_accuracy: None,
         }
     }
 
@@ -116,10 +151,7 @@ impl CaseReport {
         let gap = robust(&self.sound_claim_x0_gap);
         self.engines
             .iter()
-            .map(|e| {
-                (plain && e.cw_loss < 0.0) as usize
-                    + (gap && e.gap_cw_loss.is_some_and(|l| l < 0.0)) as usize
-            })
+            .map(|e| (plain && broken(&e.plain)) as usize + (gap && broken(&e.gap)) as usize)
             .sum()
     }
 }
@@ -291,7 +323,11 @@ fn bisect_tau(
 }
 
 /// The network with `tau` subtracted from the label's logit, folded into the
-/// last layer's bias (the "with gap" variant).
+/// last layer's bias (the "with gap" variant). The float32 bias is rounded
+/// up, so it subtracts at most `tau`: where every margin exceeds `tau`, the
+/// gap network's still exceed 0 in real arithmetic (rounding to nearest
+/// could subtract up to half an ulp more, ≈ 2e-7 at logits near 5, and
+/// undo the verifier's claim).
 pub fn with_gap(g: &Graph, label: usize, tau: f64) -> Result<Graph> {
     let mut out = g.clone();
     let node = &mut out.nodes[g.output];
@@ -304,7 +340,13 @@ pub fn with_gap(g: &Graph, label: usize, tau: f64) -> Result<Graph> {
     };
     let rows = weight.shape[0];
     let b = bias.get_or_insert_with(|| Tensor::new(vec![rows], vec![0.0; rows]));
-    b.data[label] = (b.data[label] as f64 - tau) as f32;
+    let target = b.data[label] as f64 - tau;
+    let nearest = target as f32;
+    b.data[label] = if (nearest as f64) < target {
+        nearest.next_up()
+    } else {
+        nearest
+    };
     Ok(out)
 }
 
@@ -315,6 +357,26 @@ fn claim_name(c: Claim) -> String {
         Claim::Timeout => "timeout",
     }
     .to_string()
+}
+
+/// One climb, and the f64 reference's CW loss where it ended.
+fn climb_result(
+    engine: &Engine,
+    g: &Graph,
+    start: &[f32],
+    bounds: (&[f32], &[f32]),
+    label: usize,
+    cfg: &AttackConfig,
+) -> Result<ClimbResult> {
+    let c = hill_climb(engine, g, start, bounds, label, &cfg.climb)?;
+    let x: Vec<f64> = c.x.iter().map(|&v| v as f64).collect();
+    let y = nncert_model::reference_forward(g, &x)?;
+    Ok(ClimbResult {
+        cw_loss: c.loss,
+        reference_cw_loss: crate::cw_loss(&y, label),
+        sweeps: c.sweeps,
+        x_adv: c.x,
+    })
 }
 
 /// The whole attack on one seed image (which the verifier must claim robust).
@@ -335,13 +397,15 @@ pub fn attack_seed(
     let deadline = cfg
         .seed_seconds
         .map_or(Deadline::none(), Deadline::after_secs);
-    let search = brightness_search(verifier.1, g, seed, label, cfg, deadline, progress)?;
-    let Some((alpha_lo, alpha)) = search else {
-        r.status = "no_quasi_safe".into();
-        return Ok(r);
-    };
-    let x0 = scaled(seed, alpha);
-    (r.alpha, r.alpha_bracket) = (Some(alpha), Some(alpha - alpha_lo));
+    if cfg.dim {
+        let search = brightness_search(verifier.1, g, seed, label, cfg, deadline, progress)?;
+        let Some((alpha_lo, alpha)) = search else {
+            r.status = "no_quasi_safe".into();
+            return Ok(r);
+        };
+        (r.alpha, r.alpha_bracket) = (Some(alpha), Some(alpha - alpha_lo));
+    }
+    let x0 = scaled(seed, r.alpha.unwrap_or(1.0));
     r.x0 = Some(x0.clone());
     r.claim_x0 = Some(claim_name(verifier.1.claim(g, &x0, label)?));
     progress("step 2: τ search".into());
@@ -359,6 +423,7 @@ pub fn attack_seed(
     let mut x1: Vec<f32> = x1.iter().map(|&v| v as f32).collect();
     project(&mut x1, &lo, &hi);
     (r.tau_w, r.tau0, r.tau1, r.x1) = (Some(tau_w), Some(tau0), Some(tau1), Some(x1.clone()));
+    (r.box_lo, r.box_hi) = (Some(lo.clone()), Some(hi.clone()));
     // Quasi-adversarial: x1's margin within the paper's bracket of a proven
     // lower bound. Wider (the decisions timed out), climbing from x1 is futile.
     if tau1 - tau0 > cfg.tau_bracket {
@@ -380,29 +445,27 @@ pub fn attack_seed(
         let jobs: Vec<_> = engines
             .iter()
             .map(|e| {
-                let climb = move |net| move || hill_climb(e, net, start, bounds, label, &cfg.climb);
+                let climb = move |net| move || climb_result(e, net, start, bounds, label, cfg);
+                let plain = cfg.dim.then(|| scope.spawn(climb(g)));
                 let gap = (gap_claim == Claim::Robust).then(|| scope.spawn(climb(gapped)));
-                (scope.spawn(climb(g)), gap)
+                (plain, gap)
             })
             .collect();
+        let join = |h: Option<std::thread::ScopedJoinHandle<'_, _>>| {
+            h.map(|h| h.join().expect("a climb thread panicked"))
+                .transpose()
+        };
         jobs.into_iter()
-            .map(|(plain, gap)| {
-                let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
-                    h.join().expect("a climb thread panicked")
-                };
-                Ok((join(plain)?, gap.map(join).transpose()?))
-            })
+            .map(|(plain, gap)| Ok((join(plain)?, join(gap)?)))
             .collect::<Result<Vec<_>>>()
     })?;
     for (e, (plain, gap)) in engines.iter().zip(climbs) {
-        let gap = gap.map(|c: crate::climb::Climb| c.loss);
         r.engines.push(EngineResult {
             engine: e.kind().name().to_string(),
-            cw_loss: plain.loss,
-            success: claimed && plain.loss < 0.0,
-            x_adv: plain.x,
-            gap_cw_loss: gap,
-            gap_success: gap.is_some_and(|l| l < 0.0),
+            success: claimed && broken(&plain),
+            gap_success: broken(&gap),
+            plain,
+            gap,
         });
     }
     Ok(r)

@@ -3,7 +3,7 @@
 //! not broken by hill climbing on any float32 engine.
 
 use nncert_exec::all_engines;
-use nncert_fpattack::climb::{engine_loss, hill_climb, ClimbConfig};
+use nncert_fpattack::climb::{engine_loss, hill_climb, tiles, ClimbConfig};
 use nncert_fpattack::cw_loss;
 use nncert_fpattack::oracle::{Claim, MilpVerifier, PipelineVerifier, Verifier};
 use nncert_fpattack::perturbation::nextafter_box;
@@ -20,6 +20,16 @@ fn solver() -> MilpSolver {
         MilpSolver::Cbc
     } else {
         MilpSolver::MicroLp
+    }
+}
+
+/// MIPVerify's MILP (LP-tightened big-M), 30 s per solve.
+fn milp_verifier(eps: f64) -> MilpVerifier {
+    MilpVerifier {
+        eps,
+        solver: solver(),
+        time_limit: Duration::from_secs(30),
+        big_m: BigM::Lp,
     }
 }
 
@@ -76,6 +86,74 @@ fn hill_climbing_descends_inside_the_box() {
     }
 }
 
+/// The climb as Appendix A states it: one candidate at a time.
+fn one_at_a_time(
+    e: &nncert_exec::Engine,
+    g: &Graph,
+    start: &[f32],
+    (lo, hi): (&[f32], &[f32]),
+    cfg: &ClimbConfig,
+) -> (Vec<f32>, f64) {
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let (mut x, mut loss) = (start.to_vec(), engine_loss(e, g, start, 0).unwrap());
+    for _ in 0..cfg.sweeps {
+        if loss < 0.0 {
+            break;
+        }
+        for t in tiles(g.input_shape(), cfg.tile) {
+            let mut cand = x.clone();
+            for i in t {
+                cand[i] = (cand[i] + rng.gen_range(-cfg.scale..=cfg.scale)).clamp(lo[i], hi[i]);
+            }
+            let l = engine_loss(e, g, &cand, 0).unwrap();
+            if l < loss {
+                (x, loss) = (cand, l);
+            }
+        }
+    }
+    (x, loss)
+}
+
+/// The batched climb (speculative candidates) takes exactly the steps of
+/// the one-at-a-time climb, on every engine, whether it crosses or not.
+#[test]
+fn batched_climb_is_the_sequential_climb() {
+    let mut r = StdRng::seed_from_u64(8);
+    let mut crossed = 0;
+    for seed in 0..6 {
+        let g = random_relu_mlp(&[48, 24, 2], seed);
+        let x: Vec<f32> = (0..48).map(|_| r.gen_range(0.3..0.7)).collect();
+        let (lo, hi) = nextafter_box(&x, 2e-6);
+        let cfg = ClimbConfig {
+            sweeps: 40,
+            seed,
+            ..ClimbConfig::default()
+        };
+        // Label 0's logit set just above label 1's at x (a crossing within
+        // reach) on even seeds, far above on odd ones.
+        let margin = if seed % 2 == 0 { 2e-6 } else { 1e-2 };
+        let y =
+            nncert_model::reference_forward(&g, &x.iter().map(|&v| v as f64).collect::<Vec<_>>())
+                .unwrap();
+        let g = with_gap(&g, 0, y[0] - y[1] - margin).unwrap();
+        for e in all_engines(&g).unwrap() {
+            let batched = hill_climb(&e, &g, &x, (&lo, &hi), 0, &cfg).unwrap();
+            let (xs, ls) = one_at_a_time(&e, &g, &x, (&lo, &hi), &cfg);
+            assert_eq!(
+                (batched.x, batched.loss),
+                (xs, ls),
+                "seed {seed} {}",
+                e.kind()
+            );
+            crossed += (ls < 0.0) as usize;
+        }
+    }
+    assert!(
+        crossed > 0 && crossed < 18,
+        "{crossed} of 18 climbs crossed"
+    );
+}
+
 #[test]
 fn gap_shifts_only_the_label_logit() {
     let g = random_relu_mlp(&[6, 8, 3], 1);
@@ -89,6 +167,31 @@ fn gap_shifts_only_the_label_logit() {
     assert!((cw_loss(&y, 2) - 0.25 - cw_loss(&yg, 2)).abs() < 1e-6);
 }
 
+/// The folded bias subtracts at most τ, by less than one float32 step: the
+/// smallest float32 at or above b − τ, so the gap never undoes a claim.
+#[test]
+fn gap_bias_is_rounded_up() {
+    let g = random_relu_mlp(&[6, 8, 3], 1);
+    let Op::Linear { bias, .. } = &g.nodes[g.output].op else {
+        panic!("a final linear layer");
+    };
+    let b = bias.as_ref().map_or(0.0, |b| b.data[1]);
+    let mut r = StdRng::seed_from_u64(3);
+    let mut rounded = 0;
+    for _ in 0..200 {
+        let tau: f64 = r.gen_range(0.5..8.0);
+        let gapped = with_gap(&g, 1, tau).unwrap();
+        let Op::Linear { bias: Some(bg), .. } = &gapped.nodes[g.output].op else {
+            unreachable!()
+        };
+        let target = b as f64 - tau;
+        let folded = bg.data[1];
+        assert!(folded as f64 >= target && (folded.next_down() as f64) < target);
+        rounded += (target as f32 != folded) as usize;
+    }
+    assert!(rounded > 0, "no τ needed rounding up");
+}
+
 /// End to end against sound mode: wherever it certifies x0 (with or without
 /// the gap), no engine's climb from the MILP's worst point crosses the
 /// boundary; against the MILP the pipeline reaches a quasi-adversarial point
@@ -99,20 +202,9 @@ fn sound_certificates_survive_the_attack() {
     let eps = 0.05;
     let mut ran = 0;
     for seed in 0..6 {
-        let g = random_relu_mlp(&[12, 16, 12, 4], seed);
+        let (g, x, label) = seed_case(seed);
         let engines = all_engines(&g).unwrap();
-        let mut r = StdRng::seed_from_u64(100 + seed);
-        let x: Vec<f32> = (0..12).map(|_| r.gen_range(0.2..0.9)).collect();
-        let y =
-            nncert_model::reference_forward(&g, &x.iter().map(|&v| v as f64).collect::<Vec<_>>())
-                .unwrap();
-        let label = (0..4).max_by(|&a, &b| y[a].total_cmp(&y[b])).unwrap();
-        let milp = MilpVerifier {
-            eps,
-            solver: solver(),
-            time_limit: Duration::from_secs(30),
-            big_m: BigM::Lp,
-        };
+        let milp = milp_verifier(eps);
         let sound = PipelineVerifier::sound(eps, 5.0, &engines);
         let bab = PipelineVerifier::real(eps, 5.0);
         let cfg = AttackConfig {
@@ -138,13 +230,19 @@ fn sound_certificates_survive_the_attack() {
             assert_eq!(rep.sound_violations(), 0, "seed {seed} against {name}");
             let x0 = rep.x0.as_ref().unwrap();
             let (lo, hi) = nextafter_box(x0, eps);
-            for e in &rep.engines {
-                assert!(e
+            for c in rep
+                .engines
+                .iter()
+                .flat_map(|e| e.plain.iter().chain(&e.gap))
+            {
+                assert!(c
                     .x_adv
                     .iter()
                     .zip(&lo)
                     .zip(&hi)
                     .all(|((v, l), h)| l <= v && v <= h));
+                // Real arithmetic keeps the label wherever a climb went.
+                assert!(c.reference_cw_loss > 0.0, "seed {seed} against {name}");
             }
             if name == "sound" {
                 assert_eq!(rep.claim_x0.as_deref(), Some("robust"));
@@ -163,6 +261,67 @@ fn sound_certificates_survive_the_attack() {
         ran >= 9,
         "only {ran} of 18 runs reached a quasi-adversarial point"
     );
+}
+
+/// A random MLP, a random input in [0.2, 0.9] and the reference's label there.
+fn seed_case(seed: u64) -> (Graph, Vec<f32>, usize) {
+    let g = random_relu_mlp(&[12, 16, 12, 4], seed);
+    let mut r = StdRng::seed_from_u64(100 + seed);
+    let x: Vec<f32> = (0..12).map(|_| r.gen_range(0.2..0.9)).collect();
+    let y = nncert_model::reference_forward(&g, &x.iter().map(|&v| v as f64).collect::<Vec<_>>())
+        .unwrap();
+    let label = (0..4).max_by(|&a, &b| y[a].total_cmp(&y[b])).unwrap();
+    (g, x, label)
+}
+
+/// Without step 1, x0 is the seed itself, its margin far beyond float32's
+/// reach: only the gap network is climbed, from the MILP's worst point, and
+/// wherever a climb ends real arithmetic still keeps the label.
+#[test]
+fn without_dimming_only_the_gap_network_is_climbed() {
+    let eps = 0.05;
+    let mut gapped = 0;
+    for seed in 0..4 {
+        let (g, x, label) = seed_case(seed);
+        let engines = all_engines(&g).unwrap();
+        let milp = milp_verifier(eps);
+        let cfg = AttackConfig {
+            dim: false,
+            climb: ClimbConfig {
+                sweeps: 100,
+                ..ClimbConfig::default()
+            },
+            ..AttackConfig::paper(eps)
+        };
+        if milp.claim(&g, &x, label).unwrap() != Claim::Robust {
+            continue;
+        }
+        let rep = attack_seed(
+            ("milp", &milp),
+            Finder::Milp(&milp),
+            &g,
+            &engines,
+            0,
+            &x,
+            label,
+            &cfg,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((rep.alpha, rep.x0.as_deref()), (None, Some(&x[..])));
+        assert_eq!(rep.status, "quasi_adversarial", "seed {seed}");
+        let tau0 = rep.tau0.unwrap();
+        assert!(tau0 > 0.0 && rep.tau1.unwrap() - tau0 <= cfg.tau_width);
+        let climbed = rep.claim_x0_gap.as_deref() == Some("robust");
+        for e in &rep.engines {
+            assert!(e.plain.is_none() && !e.success);
+            let gap = e.gap.as_ref();
+            assert_eq!(gap.is_some(), climbed, "seed {seed} {}", e.engine);
+            assert!(gap.is_none_or(|c| c.reference_cw_loss > 0.0), "seed {seed}");
+        }
+        gapped += climbed as usize;
+    }
+    assert!(gapped >= 2, "only {gapped} gap networks were climbed");
 }
 
 /// §5: on the 13×13 boundary network, real-arithmetic CROWN certifies label

@@ -1,5 +1,6 @@
 //! `nncert certify`: per-image robustness certificates by bound propagation.
 
+use super::argmax;
 use crate::inputs::DataSource;
 use crate::{embedded, existing, CliResult, UserError};
 use clap::{Parser, ValueEnum};
@@ -165,12 +166,6 @@ fn norm_name(n: Norm) -> &'static str {
         Norm::L2 => "2",
         Norm::L1 => "1",
     }
-}
-
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
 /// (h, w, c) flattening of a channel-first image.

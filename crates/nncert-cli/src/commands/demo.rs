@@ -1,25 +1,12 @@
 //! `nncert` with no arguments: the embedded model on the embedded images.
 
+use super::accuracy;
 use super::certify::{certify_images, print_summary, CertifyArgs};
 use crate::{embedded, CliResult};
 use clap::Parser;
 use indicatif::ProgressBar;
 use nncert_exec::all_engines;
 use std::time::Instant;
-
-fn accuracy(logits: &[f64], labels: &[u8], classes: usize) -> f64 {
-    let correct = logits
-        .chunks(classes)
-        .zip(labels)
-        .filter(|(y, &l)| {
-            y.iter()
-                .enumerate()
-                .fold(0, |b, (i, &v)| if v > y[b] { i } else { b })
-                == l as usize
-        })
-        .count();
-    100.0 * correct as f64 / labels.len() as f64
-}
 
 pub fn run() -> CliResult {
     let g = embedded::model();

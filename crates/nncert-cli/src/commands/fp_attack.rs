@@ -11,6 +11,7 @@
 
 use super::certify::prepare;
 use super::verify::{BigMArg, SolverArg};
+use super::{accuracy, argmax};
 use crate::inputs::DataSource;
 use crate::{embedded, existing, CliResult, UserError};
 use clap::{Parser, ValueEnum};
@@ -20,7 +21,9 @@ use nncert_data::Dataset;
 use nncert_exec::{all_engines, Engine, EngineKind};
 use nncert_fpattack::climb::ClimbConfig;
 use nncert_fpattack::oracle::{Claim, MilpVerifier, PipelineVerifier, Verifier};
-use nncert_fpattack::pipeline::{attack_seed, audit, AttackConfig, CaseReport, Finder};
+use nncert_fpattack::pipeline::{
+    attack_seed, audit, with_gap, AttackConfig, CaseReport, EngineResult, Finder,
+};
 use nncert_model::Graph;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -88,6 +91,11 @@ pub struct FpAttackArgs {
     /// brackets reached so far are kept (reported in each case's JSON).
     #[arg(long, default_value_t = 100.0)]
     seed_seconds: f64,
+    /// Skip step 1 (the brightness bisection): x0 is the seed image itself,
+    /// far from the boundary but where the verifier decides fast; only the
+    /// gap variant can then succeed.
+    #[arg(long)]
+    no_dimming: bool,
     /// Hill-climbing sweeps over all tiles (the paper: 1000).
     #[arg(long, default_value_t = 1000)]
     sweeps: usize,
@@ -96,15 +104,23 @@ pub struct FpAttackArgs {
     out: PathBuf,
 }
 
-/// Table 1 of the paper, one row per attacked verifier.
+/// Tables 1 and 2 of the paper, one row per attacked verifier.
 #[derive(Serialize)]
 struct Row {
     verifier: String,
     tested: usize,
     quasi_adversarial: usize,
-    /// Per engine: successes without and with the gap.
-    successes: Vec<(String, usize, usize)>,
+    successes: Vec<EngineSuccesses>,
     sound_violations: usize,
+}
+
+#[derive(Serialize)]
+struct EngineSuccesses {
+    engine: String,
+    without_gap: usize,
+    with_gap: usize,
+    /// The lowest test accuracy (%) among the gap networks it broke.
+    min_gap_test_accuracy: Option<f64>,
 }
 
 pub fn run(a: FpAttackArgs) -> CliResult {
@@ -164,6 +180,7 @@ pub fn run(a: FpAttackArgs) -> CliResult {
             ..ClimbConfig::default()
         },
         seed_seconds: Some(a.seed_seconds),
+        dim: !a.no_dimming,
         ..AttackConfig::paper(a.eps)
     };
     let seeds = pick_seeds(&g, &ds, plain, &a)?;
@@ -203,7 +220,10 @@ pub fn run(a: FpAttackArgs) -> CliResult {
                 &progress,
             )?;
             audit(&mut r, &sound, &g)?;
-            write_case(&a.out, &r, g.input_shape())?;
+            if r.engines.iter().any(|e| e.gap_success) {
+                r.gap_test_accuracy = Some(gap_accuracy(&g, &ds, &r)?);
+            }
+            write_case(&a.out, &r, &g)?;
             bar.inc(1);
             cases.push(r);
         }
@@ -215,13 +235,14 @@ pub fn run(a: FpAttackArgs) -> CliResult {
         "eps": a.eps,
         "seeds": seeds.iter().map(|s| s.0).collect::<Vec<_>>(),
         "sweeps": a.sweeps,
+        "dimming": !a.no_dimming,
         "seconds": start.elapsed().as_secs_f64(),
         "rows": rows,
     });
     let path = a.out.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
         .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
-    print_table(&rows, start.elapsed().as_secs_f64());
+    print_table(&rows, !a.no_dimming, start.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -243,15 +264,21 @@ fn pick_seeds(
         }
         let x: Vec<f64> = ds.image(i).iter().map(|&v| v as f64).collect();
         let y = nncert_model::forward::run(g, &reference, &x)?;
-        let predicted = (0..y.len())
-            .max_by(|&p, &q| y[p].total_cmp(&y[q]))
-            .unwrap_or(0);
         let label = ds.labels[i] as usize;
-        if predicted == label && plain.claim(g, ds.image(i), label)? == Claim::Robust {
+        if argmax(&y) == label && plain.claim(g, ds.image(i), label)? == Claim::Robust {
             seeds.push((i, label));
         }
     }
     Ok(seeds)
+}
+
+/// Test accuracy of the case's gap network on the whole data set (f64 reference).
+fn gap_accuracy(g: &Graph, ds: &Dataset, r: &CaseReport) -> CliResult<f64> {
+    let tau0 = r.tau0.expect("a gap success has τ0");
+    let gapped = with_gap(g, r.label, tau0)?;
+    let x: Vec<f64> = ds.pixels.iter().map(|&v| v as f64).collect();
+    let logits = nncert_model::reference_forward(&gapped, &x)?;
+    Ok(accuracy(&logits, &ds.labels, g.output_len()))
 }
 
 fn row(name: &str, cases: &[CaseReport]) -> Row {
@@ -264,13 +291,19 @@ fn row(name: &str, cases: &[CaseReport]) -> Row {
         .iter()
         .enumerate()
         .map(|(k, e)| {
-            let count = |f: fn(&nncert_fpattack::pipeline::EngineResult) -> bool| {
+            let won = |f: fn(&EngineResult) -> bool| {
                 cases
                     .iter()
-                    .filter(|c| c.engines.get(k).is_some_and(f))
-                    .count()
+                    .filter(move |c| c.engines.get(k).is_some_and(f))
             };
-            (e.clone(), count(|r| r.success), count(|r| r.gap_success))
+            EngineSuccesses {
+                engine: e.clone(),
+                without_gap: won(|r| r.success).count(),
+                with_gap: won(|r| r.gap_success).count(),
+                min_gap_test_accuracy: won(|r| r.gap_success)
+                    .filter_map(|c| c.gap_test_accuracy)
+                    .reduce(f64::min),
+            }
         })
         .collect();
     Row {
@@ -282,33 +315,52 @@ fn row(name: &str, cases: &[CaseReport]) -> Row {
     }
 }
 
-fn print_table(rows: &[Row], seconds: f64) {
+fn print_table(rows: &[Row], dimming: bool, seconds: f64) {
     for r in rows {
         println!(
             "against {}: quasi-adversarial {}/{} tested; sound-mode violations {}",
             r.verifier, r.quasi_adversarial, r.tested, r.sound_violations
         );
-        for (e, plain, gap) in &r.successes {
-            println!("  {e:<10} successes: {plain} without gap, {gap} with gap");
+        for s in &r.successes {
+            let plain = match dimming {
+                true => s.without_gap.to_string(),
+                false => "not tried (--no-dimming)".into(),
+            };
+            let accuracy = s.min_gap_test_accuracy.map_or(String::new(), |a| {
+                format!(" (gap networks' test accuracy ≥ {a:.2}%)")
+            });
+            println!(
+                "  {:<10} successes: {plain} without gap, {} with gap{accuracy}",
+                s.engine, s.with_gap
+            );
         }
     }
     println!("{seconds:.1} s in all");
 }
 
-fn write_case(dir: &Path, r: &CaseReport, shape: &[usize]) -> CliResult {
+/// The case's JSON, PNGs of x0 and of each successful x_adv, and the gap
+/// network as ONNX when the verifier claims it robust (for
+/// bench/ort_climb.py, which climbs it on ONNX Runtime).
+fn write_case(dir: &Path, r: &CaseReport, g: &Graph) -> CliResult {
+    let shape = g.input_shape();
     let stem = format!("case_{}_{}", r.verifier, r.index);
     let path = dir.join(format!("{stem}.json"));
     std::fs::write(&path, serde_json::to_string(r)?)
         .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    if let (Some("robust"), Some(tau0)) = (r.claim_x0_gap.as_deref(), r.tau0) {
+        let gapped = with_gap(g, r.label, tau0)?;
+        nncert_model::onnx::export_onnx(&gapped, &dir.join(format!("{stem}_gap.onnx")))?;
+    }
     if let Some(x0) = &r.x0 {
         write_png(&dir.join(format!("{stem}_x0.png")), x0, shape)?;
     }
-    for e in r.engines.iter().filter(|e| e.success) {
-        write_png(
-            &dir.join(format!("{stem}_adv_{}.png", e.engine)),
-            &e.x_adv,
-            shape,
-        )?;
+    for e in &r.engines {
+        for (won, climb, suffix) in [(e.success, &e.plain, ""), (e.gap_success, &e.gap, "_gap")] {
+            if let (true, Some(c)) = (won, climb) {
+                let name = format!("{stem}_adv_{}{suffix}.png", e.engine);
+                write_png(&dir.join(name), &c.x_adv, shape)?;
+            }
+        }
     }
     Ok(())
 }
@@ -356,6 +408,11 @@ pub struct FpAttackCrownArgs {
     /// L∞ radius around the random centre input.
     #[arg(long, default_value_t = 0.05)]
     eps: f64,
+    /// Skip step 1 (the brightness bisection): x0 is the seed image itself,
+    /// far from the boundary but where the verifier decides fast; only the
+    /// gap variant can then succeed.
+    #[arg(long)]
+    no_dimming: bool,
     /// Hill-climbing sweeps over all tiles.
     #[arg(long, default_value_t = 1000)]
     sweeps: usize,

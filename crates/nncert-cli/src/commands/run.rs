@@ -1,5 +1,6 @@
 //! `nncert run MODEL --input FILE | --mnist-index N`.
 
+use super::argmax;
 use crate::inputs::{parse_vector, DataSource};
 use crate::{existing, CliResult, UserError};
 use clap::{Args, ValueEnum};
@@ -38,12 +39,10 @@ pub struct RunArgs {
     data: DataSource,
     #[arg(long, value_enum, default_value = "all")]
     engine: EngineChoice,
-}
-
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+    /// Print `{"outputs": {ENGINE: [logits…]}}` with every digit instead of
+    /// the table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn print_row(name: &str, y: &[f64]) {
@@ -66,7 +65,9 @@ pub fn run(a: RunArgs) -> CliResult {
                     ds.len()
                 )));
             }
-            println!("image {i}, label {}", ds.labels[i]);
+            if !a.json {
+                println!("image {i}, label {}", ds.labels[i]);
+            }
             ds.image(i).to_vec()
         }
         (None, None) => unreachable!("clap requires one"),
@@ -79,10 +80,15 @@ pub fn run(a: RunArgs) -> CliResult {
             g.input_shape()
         )));
     }
+    let mut outputs = serde_json::Map::new();
+    let mut report = |name: &str, y: Vec<f64>| match a.json {
+        true => _ = outputs.insert(name.to_string(), y.into()),
+        false => print_row(name, &y),
+    };
     if matches!(a.engine, EngineChoice::Reference | EngineChoice::All) {
         let y =
             nncert_model::reference_forward(&g, &x.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-        print_row("reference", &y);
+        report("reference", y);
     }
     let kinds: Vec<EngineKind> = match a.engine {
         EngineChoice::Reference => vec![],
@@ -94,7 +100,10 @@ pub fn run(a: RunArgs) -> CliResult {
     };
     for k in kinds {
         let y = Engine::new(k, &g)?.run(&g, &x)?;
-        print_row(k.name(), &y.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        report(k.name(), y.iter().map(|&v| v as f64).collect());
+    }
+    if a.json {
+        println!("{}", serde_json::json!({ "outputs": outputs }));
     }
     Ok(())
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Step 3 of the fp attack on ONNX Runtime, a deployed runtime nncert does not implement.
+
+For every case `nncert fp-attack` wrote with a gap network (case_*_gap.onnx: the plain
+verifier claims it robust at x0), hill-climbs ONNX Runtime's CW loss (CPU, one thread)
+from the quasi-adversarial point x1, inside the case's float32 box, as Appendix A says:
+U(-2e-7, 2e-7) noise on 4x4 tiles of every channel, kept on a strict decrease, 1000
+sweeps, stopping once the loss is negative. Each point where ONNX Runtime's label flips
+is re-run on nncert's f64 reference (`nncert run --engine reference --json`): real
+arithmetic must keep the label there, or the claim itself was wrong.
+
+Prints one line per case and a summary; writes ort_climb.json into the case folder.
+
+usage: ort_climb.py --nncert target/release/nncert CASE_DIR [--sweeps 1000] [--seed 0]
+"""
+import argparse, glob, json, os, subprocess, tempfile
+import numpy as np
+import onnxruntime as ort
+
+
+def session(model):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    s = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    inp = s.get_inputs()[0]
+    return s, inp.name, [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+
+
+def cw_loss(y, label):
+    y = np.asarray(y, dtype=np.float64)
+    return y[label] - np.max(np.delete(y, label))
+
+
+def tiles(shape, tile=4):
+    """Index lists of tile x tile squares per channel ([1, C, H, W]) or runs of tile^2."""
+    if len(shape) == 4:
+        _, c, h, w = shape
+        return [[(ch * h + y) * w + x for ch in range(c) for y in range(y0, min(y0 + tile, h))
+                 for x in range(x0, min(x0 + tile, w))]
+                for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
+    n = int(np.prod(shape))
+    return [list(range(k, min(k + tile * tile, n))) for k in range(0, n, tile * tile)]
+
+
+def climb(sess, name, shape, x1, lo, hi, label, sweeps, rng, scale=np.float32(2e-7)):
+    run = lambda x: cw_loss(sess.run(None, {name: x.reshape(shape)})[0].ravel(), label)
+    x = np.clip(x1, lo, hi)
+    loss = run(x)
+    ts = [np.array(t) for t in tiles(shape)]
+    for sweep in range(sweeps):
+        if loss < 0:
+            return x, loss, sweep
+        for t in ts:
+            cand = x.copy()
+            noise = rng.uniform(-scale, scale, len(t)).astype(np.float32)
+            cand[t] = np.clip(cand[t] + noise, lo[t], hi[t])
+            l = run(cand)
+            if l < loss:
+                x, loss = cand, l
+    return x, loss, sweeps
+
+
+def reference_loss(nncert, model, x, label):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([float(v) for v in x], f)
+    try:
+        out = subprocess.run([nncert, "run", model, "--input", f.name, "--engine", "reference", "--json"],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(f.name)
+    return cw_loss(json.loads(out)["outputs"]["reference"], label)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nncert", required=True)
+    ap.add_argument("--sweeps", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("dir")
+    a = ap.parse_args()
+    results = []
+    for model in sorted(glob.glob(os.path.join(a.dir, "case_*_gap.onnx"))):
+        case = json.load(open(model[: -len("_gap.onnx")] + ".json"))
+        sess, name, shape = session(model)
+        f32 = lambda k: np.array(case[k], dtype=np.float32)
+        x, loss, sweeps = climb(sess, name, shape, f32("x1"), f32("box_lo"), f32("box_hi"),
+                                case["label"], a.sweeps, np.random.default_rng(a.seed))
+        inside = bool(np.all((f32("box_lo") <= x) & (x <= f32("box_hi"))))
+        ref = reference_loss(a.nncert, model, x, case["label"]) if loss < 0 else None
+        r = {"index": case["index"], "label": case["label"], "tau0": case["tau0"], "ort_cw_loss": loss,
+             "sweeps": sweeps, "inside_box": inside, "reference_cw_loss": ref,
+             "success": bool(loss < 0 and inside), "x_adv": [float(v) for v in x]}
+        results.append(r)
+        print(f"case {r['index']:>5}: ONNX Runtime CW loss {loss:.3e} after {sweeps} sweeps"
+              + (f", f64 reference {ref:.3e}" if ref is not None else ""), flush=True)
+    wins = [r for r in results if r["success"]]
+    print(f"ONNX Runtime {ort.__version__}: {len(wins)} of {len(results)} gap networks broken; "
+          f"real arithmetic keeps the label at {sum(r['reference_cw_loss'] > 0 for r in wins)} of them")
+    json.dump({"onnxruntime": ort.__version__, "sweeps": a.sweeps, "cases": results},
+              open(os.path.join(a.dir, "ort_climb.json"), "w"))
+
+
+if __name__ == "__main__":
+    main()
