@@ -278,3 +278,56 @@ fn milp_rejects_smooth_activations() {
     let err = encode(&g, &nb, &b, None).unwrap_err().to_string();
     assert!(err.contains("milp") && err.contains("Sigmoid"), "{err}");
 }
+
+/// Solves from several threads at once (as `--jobs` does) give the answers
+/// of one thread: CBC's option parser is process-global, so unguarded
+/// concurrent solves misread each other's options.
+#[test]
+fn concurrent_solves_agree_with_sequential_ones() {
+    for solver in solvers() {
+        let cases: Vec<(Graph, InputBox)> = (0..4)
+            .map(|seed| {
+                let g = random_relu_mlp(&[3, 8, 8, 2], seed);
+                let b = InputBox {
+                    lo: vec![-1.0, -0.5, 0.0],
+                    hi: vec![0.5, 1.0, 1.0],
+                };
+                (g, b)
+            })
+            .collect();
+        let minimum = |(g, b): &(Graph, InputBox)| {
+            let set = InputSet::Box(b.clone());
+            let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
+            let nb = propagate(g, &Region::of(&set, Soundness::Real), &cfg).unwrap();
+            let input = Interval {
+                lo: b.lo.clone(),
+                hi: b.hi.clone(),
+            };
+            let enc = encode(g, &nb, &input, None).unwrap();
+            let q = Query {
+                spec: &[1.0, -1.0],
+                cutoff: None,
+                objective: Objective::Worst,
+                time_limit: Duration::from_secs(60),
+                solver,
+            };
+            match solve(&enc, &q).unwrap() {
+                MilpStatus::Solution { margin, .. } => margin,
+                other => panic!("{solver:?}: {other:?}"),
+            }
+        };
+        let sequential: Vec<f64> = cases.iter().map(minimum).collect();
+        for _round in 0..3 {
+            let concurrent: Vec<f64> = std::thread::scope(|s| {
+                let handles: Vec<_> = cases.iter().map(|c| s.spawn(move || minimum(c))).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (a, b) in sequential.iter().zip(&concurrent) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
+                    "{solver:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
