@@ -84,7 +84,9 @@ pub struct CertifyArgs {
     #[arg(long)]
     pub json: bool,
     /// Images decided at once, one thread each (ms/image is then wall time
-    /// over images; each image's own time and deadline are unchanged).
+    /// over images; each image's own time and deadline are unchanged). In
+    /// `verify --milp-solver cbc`, images queue for CBC, which solves one
+    /// MILP at a time, while their deadlines run.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
 }
