@@ -89,40 +89,71 @@ pub fn row_lines<'a>(
     }
 }
 
-/// For lower bounds: positive coefficients take the lower line, negative the upper.
+/// For lower bounds: positive coefficients take the lower line, negative the
+/// upper. Rewrites the coefficients `a` (`[s, n]`) into those on the ReLU's
+/// input, in place, and returns the constant each row gains.
 pub fn backward(
-    a: &[f64],
+    a: &mut [f64],
     s: usize,
     x: &Interval,
     alpha: f64,
     slopes: Slopes,
     lower: Option<&[f64]>,
-) -> (Vec<f64>, Vec<f64>) {
+) -> Vec<f64> {
     let n = x.len();
-    let line = row_lines(x, alpha, slopes, lower);
-    let mut a_in = vec![0.0; s * n];
+    let (mut sl, mut su, mut bu) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    for j in 0..n {
+        (sl[j], su[j], bu[j]) = relaxation(x.lo[j], x.hi[j], alpha, slopes);
+    }
+    let unstable: Vec<usize> = (0..n).filter(|&j| is_unstable(x.lo[j], x.hi[j])).collect();
     let mut cst = vec![0.0; s];
-    for si in 0..s {
-        let (row, out) = (&a[si * n..][..n], &mut a_in[si * n..][..n]);
-        for j in 0..n {
-            let (sl, su, bu) = line(si, j);
-            if row[j] >= 0.0 {
-                out[j] = row[j] * sl;
-            } else {
-                out[j] = row[j] * su;
-                cst[si] += row[j] * bu;
-            }
+    for (si, row) in a.chunks_exact_mut(n).take(s).enumerate() {
+        if let Some(l) = lower {
+            // α-CROWN's slopes of this row: only unstable neurons have one.
+            unstable.iter().for_each(|&j| sl[j] = l[si * n + j]);
+        }
+        cst[si] = relax_row(row, &sl, &su, &bu);
+    }
+    cst
+}
+
+/// One row of `backward`: branch-free, four running sums for the constant
+/// (its terms all have one sign, so any order rounds within the charge
+/// `propagate` makes for it).
+fn relax_row(row: &mut [f64], sl: &[f64], su: &[f64], bu: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let lanes = row.len() / 4 * 4;
+    // min/max instead of a branch, so that the lanes vectorise: one of the
+    // two products is ±0, and adding it changes nothing but a zero's sign.
+    let step = |v: &mut f64, sl: f64, su: f64, bu: f64| {
+        let (pos, neg) = (v.max(0.0), v.min(0.0));
+        *v = pos * sl + neg * su;
+        neg * bu
+    };
+    for (((r, l), u), b) in row[..lanes]
+        .chunks_exact_mut(4)
+        .zip(sl.chunks_exact(4))
+        .zip(su.chunks_exact(4))
+        .zip(bu.chunks_exact(4))
+    {
+        for k in 0..4 {
+            acc[k] += step(&mut r[k], l[k], u[k], b[k]);
         }
     }
-    (a_in, cst)
+    let mut tail = 0.0;
+    for j in lanes..row.len() {
+        tail += step(&mut row[j], sl[j], su[j], bu[j]);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// `backward`'s result redone for neurons fixed to one phase in one row,
-/// `(row, neuron, active)`: the line through such a neuron becomes the
-/// identity (active) or the leak (inactive), without the upper line's
-/// intercept. Lets one back-substitution bound many split children at once.
+/// `(row, neuron, active)` with `before` their coefficients on the output:
+/// the line through such a neuron becomes the identity (active) or the leak
+/// (inactive), without the upper line's intercept. Lets one
+/// back-substitution bound many split children at once.
 pub fn fix_phases(
-    a: &[f64],
+    before: &[f64],
     a_in: &mut [f64],
     cst: &mut [f64],
     x: &Interval,
@@ -130,8 +161,7 @@ pub fn fix_phases(
     fixed: &[(usize, usize, bool)],
 ) {
     let n = x.len();
-    for &(si, j, active) in fixed {
-        let c = a[si * n + j];
+    for (&(si, j, active), &c) in fixed.iter().zip(before) {
         if c < 0.0 {
             let (_, _, bu) = relaxation(x.lo[j], x.hi[j], alpha, Slopes::Adaptive);
             cst[si] -= c * bu;
@@ -285,6 +315,46 @@ pub fn monotone_error_radius(y: &Interval) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vectorised rows pick each coefficient's line as the definition
+    /// does (positive: lower line, negative: upper line and its intercept),
+    /// with α-CROWN's per-row slopes on unstable neurons only, for lengths
+    /// with and without a tail past the four lanes.
+    #[test]
+    fn backward_picks_each_coefficients_line() {
+        for n in [1, 3, 4, 7, 13] {
+            let lo: Vec<f64> = (0..n).map(|j| [-2.0, 0.5, -1.0, -0.3][j % 4]).collect();
+            let hi: Vec<f64> = (0..n).map(|j| [1.0, 2.0, -0.5, 3.0][j % 4]).collect();
+            let x = Interval { lo, hi };
+            let s = 3;
+            let a: Vec<f64> = (0..s * n)
+                .map(|k| ((k * 7 % 11) as f64 - 5.0) / 3.0)
+                .collect();
+            let alphas: Vec<f64> = (0..s * n).map(|k| (k % 5) as f64 / 4.0).collect();
+            for (slopes, lower) in [
+                (Slopes::Adaptive, None),
+                (Slopes::Parallel, None),
+                (Slopes::Adaptive, Some(alphas.as_slice())),
+            ] {
+                let mut a_in = a.clone();
+                let cst = backward(&mut a_in, s, &x, 0.1, slopes, lower);
+                for si in 0..s {
+                    let mut want_cst = 0.0;
+                    for j in 0..n {
+                        let (mut sl, su, bu) = relaxation(x.lo[j], x.hi[j], 0.1, slopes);
+                        if let (Some(l), true) = (lower, is_unstable(x.lo[j], x.hi[j])) {
+                            sl = l[si * n + j];
+                        }
+                        let c = a[si * n + j];
+                        let want = if c >= 0.0 { c * sl } else { c * su };
+                        want_cst += if c < 0.0 { c * bu } else { 0.0 };
+                        assert_eq!(a_in[si * n + j], want, "n {n} row {si} neuron {j}");
+                    }
+                    assert!((cst[si] - want_cst).abs() <= 1e-14 * (1.0 + want_cst.abs()));
+                }
+            }
+        }
+    }
 
     /// The lines enclose f on dense samples of [l, u], in every regime:
     /// convex, concave, straddling (tangent and chord cases), tiny and huge ranges.

@@ -71,8 +71,8 @@ pub(crate) fn forward(w: &Tensor, b: Option<&Tensor>, x: &[f64], rows: usize) ->
 pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let (out, inp) = (w.shape[0], w.shape[1]);
     let rows = a.len() / (s * out);
-    let mut a_in = vec![0.0; s * rows * inp];
     if s * rows <= DIRECT_ROWS {
+        let mut a_in = vec![0.0; s * rows * inp];
         for (ar, out_row) in a.chunks(out).zip(a_in.chunks_mut(inp)) {
             for (&c, wo) in ar.iter().zip(w.data.chunks(inp)) {
                 if c != 0.0 {
@@ -87,22 +87,27 @@ pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64
     }
     // Outputs no row sees (inactive ReLUs behind, or not in the spec) drop
     // out of the GEMM, and their rows of W are never converted.
-    let live: Vec<usize> = (0..out)
-        .filter(|&o| a.chunks(out).any(|row| row[o] != 0.0))
-        .collect();
-    let m = live.len();
-    let wf: Vec<f64> = live
-        .iter()
-        .flat_map(|&o| w.data[o * inp..][..inp].iter().map(|&v| v as f64))
-        .collect();
-    let packed: Vec<f64> = a
-        .chunks(out)
-        .flat_map(|row| live.iter().map(|&o| row[o]))
-        .collect();
-    // a is [s·rows, out] row-major, as a_in is [s·rows, inp]: one GEMM.
-    if m > 0 {
-        super::dgemm(s * rows, m, inp, &packed, m, 1, &wf, inp, 1, &mut a_in, inp);
+    let mut seen = vec![false; out];
+    for row in a.chunks_exact(out) {
+        seen.iter_mut().zip(row).for_each(|(l, &c)| *l |= c != 0.0);
     }
+    let live: Vec<usize> = (0..out).filter(|&o| seen[o]).collect();
+    let m = live.len();
+    let mut wf: Vec<f64> = Vec::with_capacity(m * inp);
+    for &o in &live {
+        wf.extend(w.data[o * inp..][..inp].iter().map(|&v| v as f64));
+    }
+    // a is [s·rows, out] row-major, as a_in is [s·rows, inp]: one GEMM,
+    // on a itself when every output is live.
+    let a_in = if m == out {
+        super::dgemm_new(s * rows, m, inp, a, m, 1, &wf, inp, 1)
+    } else {
+        let mut packed: Vec<f64> = Vec::with_capacity(s * rows * m);
+        for row in a.chunks_exact(out) {
+            packed.extend(live.iter().map(|&o| row[o]));
+        }
+        super::dgemm_new(s * rows, m, inp, &packed, m, 1, &wf, inp, 1)
+    };
     (a_in, constant(b, a, s))
 }
 
@@ -114,7 +119,7 @@ fn constant(b: Option<&Tensor>, a: &[f64], s: usize) -> Vec<f64> {
             b.map_or(0.0, |b| {
                 a[si * per_row..][..per_row]
                     .chunks(b.data.len())
-                    .flat_map(|row| row.iter().zip(&b.data).map(|(v, &bj)| v * bj as f64))
+                    .map(|row| super::sum8(&b.data, row, row, |b, c, _| b * c))
                     .sum()
             })
         })

@@ -54,6 +54,65 @@ pub(crate) fn dgemm(
     c: &mut [f64],
     rsc: usize,
 ) {
+    assert!(c.len() >= (m.max(1) - 1) * rsc + n);
+    // SAFETY: the assertion covers every element of C the strides address.
+    unsafe {
+        gemm_raw(
+            true,
+            (m, k, n),
+            (a, rsa, csa),
+            (b, rsb, csb),
+            c.as_mut_ptr(),
+            rsc,
+        )
+    }
+}
+
+/// `A·B` into a new row-major `m × n` matrix: `gemm` writes every element
+/// without reading it, so the buffer is never zeroed first (the zeroing
+/// showed in profiles of dense back-substitution).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dgemm_new(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    rsa: usize,
+    csa: usize,
+    b: &[f64],
+    rsb: usize,
+    csb: usize,
+) -> Vec<f64> {
+    let mut c: Vec<f64> = Vec::with_capacity(m * n);
+    // SAFETY: the capacity holds the m × n elements addressed; with
+    // `read_dst` false, `gemm` writes each of them (zeros when k = 0)
+    // before `set_len` exposes them.
+    unsafe {
+        gemm_raw(
+            false,
+            (m, k, n),
+            (a, rsa, csa),
+            (b, rsb, csb),
+            c.as_mut_ptr(),
+            n,
+        );
+        c.set_len(m * n);
+    }
+    c
+}
+
+/// `C = A·B` (or `C += A·B` with `read_dst`) through the `gemm` crate.
+///
+/// # Safety
+/// `c` must address `(m − 1)·rsc + n` elements valid for writes.
+unsafe fn gemm_raw(
+    read_dst: bool,
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (&[f64], usize, usize),
+    (b, rsb, csb): (&[f64], usize, usize),
+    c: *mut f64,
+    rsc: usize,
+) {
     let a_max = if m * k == 0 {
         0
     } else {
@@ -64,31 +123,29 @@ pub(crate) fn dgemm(
     } else {
         (k - 1) * rsb + (n - 1) * csb
     };
-    assert!(a.len() > a_max && b.len() > b_max && c.len() >= (m.max(1) - 1) * rsc + n);
-    // SAFETY: the assertion covers every element the strides address.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            rsc as isize,
-            true,
-            a.as_ptr(),
-            csa as isize,
-            rsa as isize,
-            b.as_ptr(),
-            csb as isize,
-            rsb as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm_parallelism(),
-        );
-    }
+    // An empty A or B is never read (k = 0 writes zeros, or C += nothing).
+    assert!((m * k == 0 || a.len() > a_max) && (k * n == 0 || b.len() > b_max));
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        rsc as isize,
+        read_dst,
+        a.as_ptr(),
+        csa as isize,
+        rsa as isize,
+        b.as_ptr(),
+        csb as isize,
+        rsb as isize,
+        if read_dst { 1.0 } else { 0.0 },
+        1.0,
+        false,
+        false,
+        false,
+        gemm_parallelism(),
+    );
 }
 
 /// `Σ f(w[i], a[i], b[i])` with eight running sums: one sum waits on each
@@ -155,6 +212,21 @@ mod tests {
     use nncert_model::forward::{run_all, Reference};
     use nncert_model::passes::{canonicalize, PassOptions};
     use nncert_model::testing::{random_conv_net, random_inputs, random_residual_net};
+
+    /// `dgemm_new` writes every element of its fresh matrix: it equals
+    /// `dgemm` on zeros, for empty inner dimensions and strided operands too.
+    #[test]
+    fn fresh_gemm_equals_accumulating_gemm_on_zeros() {
+        for (m, k, n) in [(1, 1, 1), (3, 0, 5), (7, 9, 13), (33, 17, 70), (64, 256, 9)] {
+            let a: Vec<f64> = (0..m * k).map(|i| (i % 13) as f64 - 6.5).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| (i % 7) as f64 * 0.25).collect();
+            // A row-major, B read transposed (column strides), as callers do.
+            let fresh = dgemm_new(m, k, n, &a, k, 1, &b, 1, k);
+            let mut want = vec![0.0; m * n];
+            dgemm(m, k, n, &a, k, 1, &b, 1, k, &mut want, n);
+            assert_eq!(fresh, want, "{m}×{k}×{n}");
+        }
+    }
 
     /// The GEMM kernels compute every node of a batch as the reference does
     /// (strided, padded, grouped and dilated convolutions, linear layers).
