@@ -100,13 +100,13 @@ pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64
     // a is [s·rows, out] row-major, as a_in is [s·rows, inp]: one GEMM,
     // on a itself when every output is live.
     let a_in = if m == out {
-        super::dgemm_new(s * rows, m, inp, a, m, 1, &wf, inp, 1)
+        super::dgemm_new((s * rows, m, inp), (a, m, 1), (&wf, inp, 1))
     } else {
         let mut packed: Vec<f64> = Vec::with_capacity(s * rows * m);
         for row in a.chunks_exact(out) {
             packed.extend(live.iter().map(|&o| row[o]));
         }
-        super::dgemm_new(s * rows, m, inp, &packed, m, 1, &wf, inp, 1)
+        super::dgemm_new((s * rows, m, inp), (&packed, m, 1), (&wf, inp, 1))
     };
     (a_in, constant(b, a, s))
 }

@@ -68,34 +68,21 @@ pub(crate) fn dgemm(
     }
 }
 
-/// `A·B` into a new row-major `m × n` matrix: `gemm` writes every element
-/// without reading it, so the buffer is never zeroed first (the zeroing
-/// showed in profiles of dense back-substitution).
-#[allow(clippy::too_many_arguments)]
+/// `A·B` into a new row-major `m × n` matrix, operands as `(data, row
+/// stride, column stride)`: `gemm` writes every element without reading it,
+/// so the buffer is never zeroed first (the zeroing showed in profiles of
+/// dense back-substitution).
 pub(crate) fn dgemm_new(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f64],
-    rsa: usize,
-    csa: usize,
-    b: &[f64],
-    rsb: usize,
-    csb: usize,
+    (m, k, n): (usize, usize, usize),
+    a: (&[f64], usize, usize),
+    b: (&[f64], usize, usize),
 ) -> Vec<f64> {
     let mut c: Vec<f64> = Vec::with_capacity(m * n);
     // SAFETY: the capacity holds the m × n elements addressed; with
     // `read_dst` false, `gemm` writes each of them (zeros when k = 0)
     // before `set_len` exposes them.
     unsafe {
-        gemm_raw(
-            false,
-            (m, k, n),
-            (a, rsa, csa),
-            (b, rsb, csb),
-            c.as_mut_ptr(),
-            n,
-        );
+        gemm_raw(false, (m, k, n), a, b, c.as_mut_ptr(), n);
         c.set_len(m * n);
     }
     c
@@ -221,7 +208,7 @@ mod tests {
             let a: Vec<f64> = (0..m * k).map(|i| (i % 13) as f64 - 6.5).collect();
             let b: Vec<f64> = (0..k * n).map(|i| (i % 7) as f64 * 0.25).collect();
             // A row-major, B read transposed (column strides), as callers do.
-            let fresh = dgemm_new(m, k, n, &a, k, 1, &b, 1, k);
+            let fresh = dgemm_new((m, k, n), (&a, k, 1), (&b, 1, k));
             let mut want = vec![0.0; m * n];
             dgemm(m, k, n, &a, k, 1, &b, 1, k, &mut want, n);
             assert_eq!(fresh, want, "{m}×{k}×{n}");
