@@ -795,3 +795,45 @@ fn folded_bias_adds_keep_sound_bounds_for_the_graph_as_written() {
         }
     }
 }
+
+/// Leaky ReLU with α outside [0, 1] is not monotone (α < 0) or not convex
+/// (α > 1), so the transfer functions would be wrong: every method refuses
+/// it instead of returning bounds. The α-dependent sample below shows why
+/// for α = −0.5: f(−2) = f(1) = 1 but f(0) = 0 lies outside [f(−2), f(1)].
+#[test]
+fn leaky_relu_outside_the_unit_interval_is_refused() {
+    for alpha in [-0.5f32, 2.0] {
+        let mut g = Graph::with_input("x", vec![1, 3]);
+        let w = Tensor::new(
+            vec![3, 3],
+            vec![1.0, -1.0, 0.5, 0.2, 1.0, -1.0, 1.0, 1.0, 1.0],
+        );
+        let fc = g
+            .push(
+                "fc",
+                Op::Linear {
+                    weight: w,
+                    bias: None,
+                },
+                vec![0],
+            )
+            .unwrap();
+        g.push("leaky", Op::LeakyRelu { alpha }, vec![fc]).unwrap();
+        let set = InputSet::Ball(NormBall {
+            center: vec![0.5; 3],
+            eps: 0.5,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        });
+        for method in [Method::Ibp, Method::Symbolic, Method::DeepZ, Method::Crown] {
+            for soundness in [Soundness::Real, Soundness::Float32] {
+                let cfg = BoundConfig::new(method, soundness);
+                let err = propagate(&g, &Region::of(&set, soundness), &cfg).unwrap_err();
+                assert!(
+                    err.to_string().contains("alpha outside [0, 1]"),
+                    "α {alpha}, {method:?}: {err}"
+                );
+            }
+        }
+    }
+}
