@@ -114,7 +114,7 @@ fn interval_of(
         // The relaxations assume a convex, monotone leak: α < 0 is not
         // monotone (IBP's ends would be wrong), α > 1 is concave.
         Op::LeakyRelu { alpha } if !(0.0..=1.0).contains(alpha) => {
-            return Err(unsupported(cfg, g, id, " with alpha outside [0, 1]"))
+            return Err(unsupported(cfg, g, id, " (alpha outside [0, 1])"))
         }
         Op::LeakyRelu { alpha } => (
             activation::interval(x(0), *alpha as f64),
