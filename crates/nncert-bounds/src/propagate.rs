@@ -4,7 +4,7 @@
 use crate::fp::{down, gamma, Soundness, U64};
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone, Slopes};
-use crate::ops::{conv, elementwise, linear, pool, shape};
+use crate::ops::{conv, elementwise, lane_sums, linear, pool, shape};
 use crate::symbolic::{self, Domain, SymBounds};
 use crate::{alpha, patches, BoundConfig, BoundsError, Method};
 use nncert_model::forward::ConvCall;
@@ -906,28 +906,6 @@ pub(crate) fn box_min_of(row: &[f64], lo: &[f64], hi: &[f64]) -> (f64, f64) {
     (v, mag)
 }
 
-/// `K` sums over `0..n` of the terms `term(j)`, each kept in four running
-/// sums so that the lanes vectorise. For sums whose rounding is charged
-/// whatever their order (the γ terms of sound mode) or not at all.
-#[inline(always)]
-pub(crate) fn lane_sums<const K: usize>(n: usize, term: impl Fn(usize) -> [f64; K]) -> [f64; K] {
-    let mut acc = [[0.0f64; K]; 4];
-    let lanes = n / 4 * 4;
-    for j in (0..lanes).step_by(4) {
-        for (l, lane) in acc.iter_mut().enumerate() {
-            let t = term(j + l);
-            (0..K).for_each(|k| lane[k] += t[k]);
-        }
-    }
-    let mut total: [f64; K] =
-        std::array::from_fn(|k| (acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k]));
-    for j in lanes..n {
-        let t = term(j);
-        (0..K).for_each(|k| total[k] += t[k]);
-    }
-    total
-}
-
 pub(crate) fn dot_abs(a: &[f64], e: &[f64]) -> f64 {
     a.iter().zip(e).map(|(x, y)| x.abs() * y).sum::<f64>() * (1.0 + 1.0 / (1u64 << 30) as f64)
 }
@@ -984,23 +962,6 @@ pub(crate) fn concretize_row(
 mod tests {
     use super::*;
 
-    /// Four running sums per quantity agree with plain sums to rounding,
-    /// for lengths with and without a tail, and several quantities at once.
-    #[test]
-    fn lane_sums_agree_with_sequential_sums() {
-        for n in [0, 1, 3, 4, 5, 8, 31, 784] {
-            let x: Vec<f64> = (0..n)
-                .map(|j| ((j * 37 % 101) as f64 - 50.0) / 7.0)
-                .collect();
-            let [sum, abs] = lane_sums(n, |j| [x[j], x[j].abs()]);
-            let (want, want_abs) = (
-                x.iter().sum::<f64>(),
-                x.iter().map(|v| v.abs()).sum::<f64>(),
-            );
-            assert!((sum - want).abs() <= 1e-12 * want_abs.max(1.0), "n {n}");
-            assert!((abs - want_abs).abs() <= 1e-12 * want_abs.max(1.0), "n {n}");
-        }
-    }
     use nncert_model::Deadline;
     use std::time::Duration;
 

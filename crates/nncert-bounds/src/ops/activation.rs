@@ -117,34 +117,18 @@ pub fn backward(
     cst
 }
 
-/// One row of `backward`: branch-free, four running sums for the constant
-/// (its terms all have one sign, so any order rounds within the charge
-/// `propagate` makes for it).
+/// One row of `backward`, branch-free: `max(c,0)·sl + min(c,0)·su`, where
+/// the other product is ±0 and changes nothing but a zero's sign, so the
+/// lanes vectorise. The constant's terms all have one sign: any order of
+/// its sum rounds within the charge `propagate` makes for it.
 fn relax_row(row: &mut [f64], sl: &[f64], su: &[f64], bu: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let lanes = row.len() / 4 * 4;
-    // min/max instead of a branch, so that the lanes vectorise: one of the
-    // two products is ±0, and adding it changes nothing but a zero's sign.
-    let step = |v: &mut f64, sl: f64, su: f64, bu: f64| {
-        let (pos, neg) = (v.max(0.0), v.min(0.0));
-        *v = pos * sl + neg * su;
-        neg * bu
-    };
-    for (((r, l), u), b) in row[..lanes]
-        .chunks_exact_mut(4)
-        .zip(sl.chunks_exact(4))
-        .zip(su.chunks_exact(4))
-        .zip(bu.chunks_exact(4))
-    {
-        for k in 0..4 {
-            acc[k] += step(&mut r[k], l[k], u[k], b[k]);
-        }
-    }
-    let mut tail = 0.0;
-    for j in lanes..row.len() {
-        tail += step(&mut row[j], sl[j], su[j], bu[j]);
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    let n = row.len();
+    let (sl, su, bu) = (&sl[..n], &su[..n], &bu[..n]);
+    super::lane_sums(n, |j| {
+        let (pos, neg) = (row[j].max(0.0), row[j].min(0.0));
+        row[j] = pos * sl[j] + neg * su[j];
+        [neg * bu[j]]
+    })[0]
 }
 
 /// `backward`'s result redone for neurons fixed to one phase in one row,
