@@ -7,7 +7,7 @@ use nncert_spec::{InputSet, Norm, NormBall};
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
 
-/// Two wide convolutions: CROWN back-substitution here takes seconds.
+/// Four wide convolutions: CROWN back-substitution here takes seconds.
 fn wide_conv_net() -> Graph {
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
     let mut g = Graph::with_input("x", vec![1, 1, 28, 28]);
@@ -18,10 +18,10 @@ fn wide_conv_net() -> Graph {
         dilation: [1, 1],
     };
     let mut id = 0;
-    for (k, ic) in [(0, 1), (1, 16)] {
+    for (k, ic) in [(0, 1), (1, 32), (2, 32), (3, 32)] {
         let conv = Op::Conv2d {
-            weight: random_tensor(&mut r, &[16, ic, 3, 3], 0.5),
-            bias: Some(random_tensor(&mut r, &[16], 0.1)),
+            weight: random_tensor(&mut r, &[32, ic, 3, 3], 0.5),
+            bias: Some(random_tensor(&mut r, &[32], 0.1)),
             window: w,
             groups: 1,
         };
