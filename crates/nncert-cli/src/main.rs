@@ -75,6 +75,18 @@ pub fn existing(path: &PathBuf) -> CliResult<&PathBuf> {
     }
 }
 
+/// Opts this process out of transparent huge pages. mimalloc asks for them,
+/// and then every fresh page its small-object heaps touch makes the kernel
+/// zero 2 MiB: 18% of a short oval21 CROWN run (docs/design.md, "Allocator").
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) only sets a flag of this process; a
+    // kernel without it returns an error, which leaves things as they were.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
     // `nncert … | head` should end quietly, as other Unix tools do, not panic on EPIPE.
     #[cfg(unix)]
@@ -82,6 +94,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    disable_transparent_huge_pages();
     nncert_train::tune_candle_threads();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
