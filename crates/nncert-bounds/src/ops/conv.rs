@@ -88,14 +88,29 @@ fn accumulate(c: &ConvCall, w: &[f64], x: &[f64], y: &mut [f64]) {
 }
 
 /// Backward through a convolution: `a_in = a·T` for the conv's Toeplitz
-/// matrix T, never materialised. Row by row and group by group, the output
-/// positions with a nonzero coefficient in any of the group's channels go
-/// through the GEMM `W_gᵀ · a` and the col2im scatter, whose buffers then fit
-/// in cache: back-substitution rows start one-hot and stay local for several
-/// layers, so most positions are often zero (the point of auto_LiRPA's
-/// "patches" mode, reached here without a second representation).
+/// matrix T, never materialised: GEMMs with the weights, then each input
+/// gathers the products that read it (col2im).
 pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
-    let (p, k, ocg, in_len, out_n) = gemm_dims(c);
+    let (p, k, ..) = gemm_dims(c);
+    backward_in_batches(c, a, s, rows_per_batch(p, k))
+}
+
+/// Rows per batched GEMM (`backward_batched`) for planes of `p` positions and
+/// `k` taps, or 1 for row-by-row GEMMs (`backward_by_row`): batches when a
+/// row's products are small (patches' windows hold one to a few dozen
+/// positions), where a GEMM per row would be mostly call overhead, and as
+/// many rows as keep the products within 2¹⁶ values (512 KiB, in cache).
+fn rows_per_batch(p: usize, k: usize) -> usize {
+    let rows = (1usize << 16) / (p * k).max(1);
+    if rows >= 16 {
+        rows
+    } else {
+        1
+    }
+}
+
+fn backward_in_batches(c: &ConvCall, a: &[f64], s: usize, batch: usize) -> (Vec<f64>, Vec<f64>) {
+    let (p, _, _, in_len, out_n) = gemm_dims(c);
     // Summed in the flat order of `a`, channel by channel.
     let cst = (0..s)
         .map(|si| {
@@ -111,6 +126,22 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let w: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
     let taps: Vec<_> = (0..c.groups).map(|g| tap_table(c, g)).collect();
     let mut a_in = vec![0.0; s * in_len];
+    if batch > 1 {
+        backward_batched(c, (&w, &taps), a, &mut a_in, batch);
+    } else {
+        backward_by_row(c, (&w, &taps), a, &mut a_in);
+    }
+    (a_in, cst)
+}
+
+/// Row by row and group by group, the output positions with a nonzero
+/// coefficient in any of the group's channels go through the GEMM `W_gᵀ · a`
+/// and col2im, whose buffers then fit in cache: back-substitution rows start
+/// one-hot and stay local for several layers, so most positions are often
+/// zero (the point of auto_LiRPA's "patches" mode, reached here without a
+/// second representation).
+fn backward_by_row(c: &ConvCall, (w, taps): (&[f64], &[Rc<Taps>]), a: &[f64], a_in: &mut [f64]) {
+    let (p, k, ocg, in_len, out_n) = gemm_dims(c);
     let (mut seen, mut live) = (vec![false; p], Vec::with_capacity(p));
     let (mut at, mut cols) = (Vec::new(), vec![0.0; k * p]);
     for (row, row_in) in a.chunks(out_n).zip(a_in.chunks_mut(in_len)) {
@@ -130,12 +161,51 @@ pub fn backward(c: &ConvCall, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
                 &at[..]
             };
             let cols = &mut cols[..k * n];
-            cols.fill(0.0);
-            super::dgemm(k, ocg, n, &w[g * ocg * k..], 1, k, at, n, 1, cols, n);
+            super::dgemm_into(
+                (k, ocg, n),
+                (&w[g * ocg * k..], 1, k),
+                (at, n, 1),
+                (cols, n),
+            );
             col2im(taps, cols, (&live, p), g, row_in);
         }
     }
-    (a_in, cst)
+}
+
+/// `batch` rows at a time, one GEMM per group and output position over all
+/// of them: `cols[r, pos, tap] = Σ_c a[r, c, pos]·W[c, tap]` reads `a` in
+/// place (row stride the row length, column stride the plane), then each
+/// input of each row gathers its entries.
+fn backward_batched(
+    c: &ConvCall,
+    (w, taps): (&[f64], &[Rc<Taps>]),
+    a: &[f64],
+    a_in: &mut [f64],
+    batch: usize,
+) {
+    let (p, k, ocg, in_len, out_n) = gemm_dims(c);
+    let mut cols = vec![0.0; batch * p * k];
+    for (rows, rows_in) in a.chunks(batch * out_n).zip(a_in.chunks_mut(batch * in_len)) {
+        let r = rows.len() / out_n;
+        for (g, taps) in taps.iter().enumerate() {
+            for pos in 0..p {
+                let planes = &rows[g * ocg * p + pos..];
+                let dst = &mut cols[pos * k..];
+                let w_g = &w[g * ocg * k..];
+                super::dgemm_into((r, ocg, k), (planes, out_n, p), (w_g, k, 1), (dst, p * k));
+            }
+            let group_len = taps.readers.len() - 1;
+            for (ri, row_in) in rows_in.chunks_mut(in_len).enumerate() {
+                let inputs = &mut row_in[g * group_len..][..group_len];
+                gather(
+                    &taps.readers,
+                    &taps.by_position,
+                    &cols[ri * p * k..],
+                    inputs,
+                );
+            }
+        }
+    }
 }
 
 /// The positions of `planes` (`[channels, seen.len()]`) with a nonzero
@@ -156,10 +226,7 @@ fn col2im(taps: &Taps, cols: &[f64], (live, p): (&[usize], usize), g: usize, row
     let group_len = taps.readers.len() - 1;
     if live.len() == p {
         let inputs = &mut row_in[g * group_len..][..group_len];
-        for (v, w) in inputs.iter_mut().zip(taps.readers.windows(2)) {
-            let sources = &taps.sources[w[0] as usize..w[1] as usize];
-            *v += sources.iter().map(|&e| cols[e as usize]).sum::<f64>();
-        }
+        gather(&taps.readers, &taps.sources, cols, inputs);
         return;
     }
     for (tap, col) in taps.index.chunks(p).zip(cols.chunks(live.len())) {
@@ -169,6 +236,14 @@ fn col2im(taps: &Taps, cols: &[f64], (live, p): (&[usize], usize), g: usize, row
                 row_in[i] += v;
             }
         }
+    }
+}
+
+/// Input j adds `cols[e]` for each entry e of `sources[readers[j]..readers[j + 1]]`.
+fn gather(readers: &[u32], sources: &[u32], cols: &[f64], inputs: &mut [f64]) {
+    for (v, w) in inputs.iter_mut().zip(readers.windows(2)) {
+        let sources = &sources[w[0] as usize..w[1] as usize];
+        *v += sources.iter().map(|&e| cols[e as usize]).sum::<f64>();
     }
 }
 
@@ -187,11 +262,13 @@ pub(crate) fn forward(c: &ConvCall, x: &[f64], n: usize) -> Vec<f64> {
 /// A convolution group's taps: `index[t·p + pos]` is the input that kernel
 /// tap t reads at output position pos (usize::MAX where it reads padding);
 /// the inputs of the group that some tap reads, in order, list their entries
-/// `t·p + pos` in `sources[readers[j]..readers[j + 1]]` (input j of the group).
+/// `t·p + pos` in `sources[readers[j]..readers[j + 1]]` (input j of the group),
+/// and the same entries written `pos·taps + t` in `by_position`.
 pub(crate) struct Taps {
     pub(crate) index: Vec<usize>,
     readers: Vec<u32>,
     sources: Vec<u32>,
+    by_position: Vec<u32>,
 }
 
 /// The taps of group `g` (`[icg·kh·kw, oh·ow]`). Cached per thread by
@@ -249,10 +326,15 @@ fn build_taps(c: &ConvCall, g: usize) -> Taps {
         sources[next[i - first] as usize] = e as u32;
         next[i - first] += 1;
     }
+    let k = icg * kh * kw;
+    let by_position = (sources.iter())
+        .map(|&e| (e as usize % p * k + e as usize / p) as u32)
+        .collect();
     Taps {
         index,
         readers,
         sources,
+        by_position,
     }
 }
 
@@ -294,20 +376,23 @@ mod tests {
                 .collect();
             let rows = [dense, sparse, vec![0.0; out_n], some_positions];
             let a: Vec<f64> = rows.concat();
-            let (a_in, cst) = backward(&c, &a, rows.len());
-            for (si, row) in rows.iter().enumerate() {
-                for (i, column) in toeplitz.iter().enumerate() {
-                    let want: f64 = row.iter().zip(column).map(|(x, y)| x * y).sum();
-                    let got = a_in[si * in_len + i];
-                    assert!(
-                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
-                        "seed {seed} row {si} input {i}: {got} vs {want}"
-                    );
+            // Row by row (live positions), and in batches of 3 rows and 1.
+            for batch in [1, 3] {
+                let (a_in, cst) = backward_in_batches(&c, &a, rows.len(), batch);
+                for (si, row) in rows.iter().enumerate() {
+                    for (i, column) in toeplitz.iter().enumerate() {
+                        let want: f64 = row.iter().zip(column).map(|(x, y)| x * y).sum();
+                        let got = a_in[si * in_len + i];
+                        assert!(
+                            (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                            "seed {seed} row {si} input {i}: {got} vs {want}"
+                        );
+                    }
+                    let want: f64 = (0..out_n)
+                        .map(|o| row[o] * conv.bias.data[o / p] as f64)
+                        .sum();
+                    assert!((cst[si] - want).abs() <= 1e-12 * (1.0 + want.abs()));
                 }
-                let want: f64 = (0..out_n)
-                    .map(|o| row[o] * conv.bias.data[o / p] as f64)
-                    .sum();
-                assert!((cst[si] - want).abs() <= 1e-12 * (1.0 + want.abs()));
             }
         }
         assert!(drawn >= 12, "only {drawn} of 24 geometries fit");

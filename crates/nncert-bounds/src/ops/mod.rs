@@ -88,6 +88,19 @@ pub(crate) fn dgemm_new(
     c
 }
 
+/// `C = A·B` over the `m × n` block of `c` with row stride `rsc`, written
+/// without being read (so `c` need not be zeroed), operands as `dgemm_new`'s.
+pub(crate) fn dgemm_into(
+    (m, k, n): (usize, usize, usize),
+    a: (&[f64], usize, usize),
+    b: (&[f64], usize, usize),
+    (c, rsc): (&mut [f64], usize),
+) {
+    assert!(c.len() >= (m.max(1) - 1) * rsc + n);
+    // SAFETY: the assertion covers every element of C the strides address.
+    unsafe { gemm_raw(false, (m, k, n), a, b, c.as_mut_ptr(), rsc) }
+}
+
 /// `C = A·B` (or `C += A·B` with `read_dst`) through the `gemm` crate.
 ///
 /// # Safety
