@@ -193,6 +193,55 @@ fn bounds_reports_every_constraint_of_a_vnnlib_spec() {
     }
 }
 
+/// Several specs in one call: their cases in the order given, each naming
+/// its spec, with the bounds a call per spec gives; a spec that does not fit
+/// the model is a one-line error (exit 2).
+#[test]
+fn bounds_takes_several_specs() {
+    let (m, s1, s2) = (
+        tmp("lin_multi.onnx"),
+        tmp("multi1.vnnlib"),
+        tmp("multi2.vnnlib"),
+    );
+    write_linear_model(&m, [2.0, -1.0, 1.0, 3.0], [0.5, -1.0]);
+    std::fs::write(&s1, spec("(<= Y_0 -1)")).unwrap();
+    std::fs::write(&s2, spec("(<= Y_1 Y_0)")).unwrap();
+    let run = |specs: &[&Path]| {
+        let mut args = vec!["bounds", m.to_str().unwrap()];
+        args.extend(specs.iter().map(|s| s.to_str().unwrap()));
+        let o = nncert(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        r["cases"].as_array().unwrap().clone()
+    };
+    let both = run(&[&s2, &s1]);
+    assert_eq!(both.len(), 2);
+    for (case, s) in both.iter().zip([&s2, &s1]) {
+        assert_eq!(case["spec"], s.to_str().unwrap());
+        let alone = &run(&[s])[0];
+        assert_eq!(case["terms"], alone["terms"]);
+    }
+    // min y₀ = −0.5 and min (y₁ − y₀) = −6.5 (see the test above).
+    assert!((both[1]["terms"][0][0]["lower"].as_f64().unwrap() + 0.5).abs() < 1e-5);
+    assert!((both[0]["terms"][0][0]["lower"].as_f64().unwrap() + 6.5).abs() < 1e-5);
+    let wrong = tmp("multi_wrong.vnnlib");
+    std::fs::write(
+        &wrong,
+        "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 1))\n(assert (>= X_0 0))\n(assert (<= Y_0 0))\n",
+    )
+    .unwrap();
+    let o = nncert(&[
+        "bounds",
+        m.to_str().unwrap(),
+        s1.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("1 inputs and 1 outputs"), "{err}");
+}
+
 /// y = relu(x₀) + relu(x₁) − relu(x₀ + x₁) ≥ 0 (ReLU is subadditive), but on
 /// [−1, 1]² no choice of lower ReLU slopes lifts the linear bound above −1
 /// (α = ½ on both is optimal): probes, CROWN and α-CROWN all leave

@@ -85,6 +85,12 @@ fn workers(a: &VnncompArgs) -> usize {
 /// The model and the VNN-LIB property, checked to fit each other.
 pub fn load_instance(model: &PathBuf, spec: &PathBuf) -> CliResult<(Graph, Property)> {
     let g = nncert_model::load_model(existing(model)?)?;
+    let p = load_spec_for(&g, spec)?;
+    Ok((g, p))
+}
+
+/// A VNN-LIB spec, checked to fit `g`'s input and output sizes.
+pub fn load_spec_for(g: &Graph, spec: &PathBuf) -> CliResult<Property> {
     let p = read_vnnlib(existing(spec)?)?;
     if (p.num_inputs, p.num_outputs) != (g.input_len(), g.output_len()) {
         return Err(UserError(format!(
@@ -95,7 +101,7 @@ pub fn load_instance(model: &PathBuf, spec: &PathBuf) -> CliResult<(Graph, Prope
             g.output_len()
         )));
     }
-    Ok((g, p))
+    Ok(p)
 }
 
 fn decide(a: &VnncompArgs, deadline: Deadline) -> CliResult<VnnResult> {
