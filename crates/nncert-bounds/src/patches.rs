@@ -56,30 +56,52 @@ impl Block {
         self.window.0 * self.window.1 * self.window.2
     }
 
-    /// (window position, node index) of row r's positions inside the node,
-    /// in window order.
-    fn inside(&self, r: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let (c, h, w) = self.window;
-        let (_, nh, nw) = self.node;
-        let (oy, ox) = self.origins[r];
-        let (ys, xs) = (overlap(oy, h, nh), overlap(ox, w, nw));
-        (0..c).flat_map(move |ch| {
-            let xs = xs.clone();
-            ys.clone().flat_map(move |i| {
-                let y = (oy + i as isize) as usize;
-                xs.clone().map(move |j| {
-                    let x = (ox + j as isize) as usize;
-                    ((ch * h + i) * w + j, (ch * nh + y) * nw + x)
-                })
-            })
+    /// Row r's coefficients.
+    fn row(&self, r: usize) -> &[f64] {
+        &self.a[r * self.len()..][..self.len()]
+    }
+
+    /// Row r's runs inside the node (`window_runs`).
+    fn runs(&self, r: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        window_runs(self.window, self.node, self.origins[r])
+    }
+
+    /// `box_min_of` over row r's part inside the node, `lo` and `hi` over the node.
+    fn box_min(&self, r: usize, lo: &[f64], hi: &[f64]) -> (f64, f64) {
+        let row = self.row(r);
+        self.runs(r).fold((0.0, 0.0), |(v, mag), (k, i, len)| {
+            let (rv, rm) = box_min_of(&row[k..][..len], &lo[i..], &hi[i..]);
+            (v + rv, mag + rm)
         })
     }
 
-    /// Row r's nonzero part gathered: coefficients and the node positions.
-    fn gather(&self, r: usize) -> (Vec<f64>, Vec<usize>) {
-        let row = &self.a[r * self.len()..][..self.len()];
-        self.inside(r).map(|(k, i)| (row[k], i)).unzip()
+    /// `dot_abs` of row r's part inside the node with `e` over the node.
+    fn dot_abs(&self, r: usize, e: &[f64]) -> f64 {
+        let row = self.row(r);
+        (self.runs(r))
+            .map(|(k, i, len)| dot_abs(&row[k..][..len], &e[i..][..len]))
+            .sum()
     }
+}
+
+/// The runs of a `[c, h, w]` window at `origin` inside a `[c, nh, nw]` node:
+/// one per channel and window row that overlaps the node, as (window offset,
+/// node offset, length) of positions contiguous in both, in window order.
+fn window_runs(
+    (c, h, w): (usize, usize, usize),
+    (_, nh, nw): (usize, usize, usize),
+    (oy, ox): (isize, isize),
+) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (ys, xs) = (overlap(oy, h, nh), overlap(ox, w, nw));
+    let (j0, len) = (xs.start, xs.len());
+    let x0 = (ox + j0 as isize).max(0) as usize;
+    (0..c)
+        .flat_map(move |ch| ys.clone().map(move |i| (ch, i)))
+        .filter(move |_| len > 0)
+        .map(move |(ch, i)| {
+            let y = (oy + i as isize) as usize;
+            ((ch * h + i) * w + j0, (ch * nh + y) * nw + x0, len)
+        })
 }
 
 /// The offsets `i < len` along one axis with `origin + i` inside `0..n`.
@@ -136,13 +158,13 @@ fn conv_backward(g: &Graph, id: NodeId, b: Block) -> (Block, Vec<f64>) {
 fn clear_outside(b: &mut Block) {
     let n = b.len();
     for r in 0..b.rows() {
-        let mut keep = vec![false; n];
-        b.inside(r).for_each(|(k, _)| keep[k] = true);
-        for (v, k) in b.a[r * n..][..n].iter_mut().zip(keep) {
-            if !k {
-                *v = 0.0;
-            }
+        let row = &mut b.a[r * n..][..n];
+        let mut cleared = 0;
+        for (k, _, len) in window_runs(b.window, b.node, b.origins[r]) {
+            row[cleared..k].fill(0.0);
+            cleared = k + len;
         }
+        row[cleared..].fill(0.0);
     }
 }
 
@@ -183,34 +205,16 @@ pub(crate) fn bound_rows(
         let iv = &nb.nodes[id];
         if cfg.intersect_ibp && id != q && id != g.input {
             for (r, e) in early.iter_mut().enumerate() {
-                let (row, at) = b.gather(r);
-                let lo: Vec<f64> = at.iter().map(|&i| iv.lo[i]).collect();
-                let hi: Vec<f64> = at.iter().map(|&i| iv.hi[i]).collect();
-                *e = e.max(sums.pending(r, box_min_of(&row, &lo, &hi), iv.len(), sound));
+                let pending = b.box_min(r, &iv.lo, &iv.hi);
+                *e = e.max(sums.pending(r, pending, iv.len(), sound));
             }
         }
         if sound && !nb.err[id].is_empty() {
-            let pen: Vec<f64> = (0..s)
-                .map(|r| {
-                    let (row, at) = b.gather(r);
-                    let err: Vec<f64> = at.iter().map(|&i| nb.err[id][i]).collect();
-                    -dot_abs(&row, &err)
-                })
-                .collect();
+            let pen: Vec<f64> = (0..s).map(|r| -b.dot_abs(r, &nb.err[id])).collect();
             sums.add(&pen);
         }
         match &g.nodes[id].op {
-            Op::Input => {
-                let center = region.ball.as_ref().map(|(c, _, _)| c);
-                for r in 0..s {
-                    let (row, at) = b.gather(r);
-                    let pick = |v: &[f64]| at.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-                    let (lo, hi) = (pick(&region.bbox.lo), pick(&region.bbox.hi));
-                    let ctr = center.map(|c| pick(c));
-                    let ends = (lo.as_slice(), hi.as_slice(), ctr.as_deref());
-                    sums.result[r] += concretize_row(&row, ends, region, iv.len(), sound);
-                }
-            }
+            Op::Input => concretize_rows(&b, region, &mut sums, sound),
             Op::Conv2d { .. } => {
                 let (next, cst) = conv_backward(g, id, b);
                 sums.add(&cst);
@@ -230,6 +234,28 @@ pub(crate) fn bound_rows(
     Ok((0..s).map(|r| sums.total(r, sound).max(early[r])).collect())
 }
 
+/// Each row's part inside the input concretised (`concretize_row` on the
+/// row's runs gathered, with the box ends and ball centre there).
+fn concretize_rows(b: &Block, region: &Region, sums: &mut Sums, sound: bool) {
+    let center = region.ball.as_ref().map(|(c, _, _)| c.as_slice());
+    let (mut row, mut lo, mut hi, mut ctr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..b.rows() {
+        for buf in [&mut row, &mut lo, &mut hi, &mut ctr] {
+            buf.clear();
+        }
+        for (k, i, len) in b.runs(r) {
+            row.extend_from_slice(&b.row(r)[k..][..len]);
+            lo.extend_from_slice(&region.bbox.lo[i..][..len]);
+            hi.extend_from_slice(&region.bbox.hi[i..][..len]);
+            if let Some(c) = center {
+                ctr.extend_from_slice(&c[i..][..len]);
+            }
+        }
+        let ends = (lo.as_slice(), hi.as_slice(), center.map(|_| ctr.as_slice()));
+        sums.result[r] += concretize_row(&row, ends, region, region.bbox.len(), sound);
+    }
+}
+
 /// The ReLU relaxation on each row's positions (CROWN's lines for lower
 /// bounds: positive coefficients take the lower line, negative the upper).
 fn relu_backward(b: &mut Block, x: &crate::Interval, leak: f64, cfg: &BoundConfig) -> Vec<f64> {
@@ -238,22 +264,13 @@ fn relu_backward(b: &mut Block, x: &crate::Interval, leak: f64, cfg: &BoundConfi
     } else {
         Slopes::Adaptive
     };
-    let relax: Vec<(f64, f64, f64)> = (x.lo.iter().zip(&x.hi))
-        .map(|(&l, &u)| activation::relaxation(l, u, leak, slopes))
-        .collect();
+    let [sl, su, bu] = activation::line_arrays(x, leak, slopes);
     let n = b.len();
     let mut cst = vec![0.0; b.rows()];
     for (r, c) in cst.iter_mut().enumerate() {
-        let at: Vec<(usize, usize)> = b.inside(r).collect();
         let row = &mut b.a[r * n..][..n];
-        for (k, i) in at {
-            let (sl, su, bu) = relax[i];
-            if row[k] >= 0.0 {
-                row[k] *= sl;
-            } else {
-                *c += row[k] * bu;
-                row[k] *= su;
-            }
+        for (k, i, len) in window_runs(b.window, b.node, b.origins[r]) {
+            *c += activation::relax_row(&mut row[k..][..len], &sl[i..], &su[i..], &bu[i..]);
         }
     }
     cst

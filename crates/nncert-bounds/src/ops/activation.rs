@@ -101,10 +101,7 @@ pub fn backward(
     lower: Option<&[f64]>,
 ) -> Vec<f64> {
     let n = x.len();
-    let (mut sl, mut su, mut bu) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    for j in 0..n {
-        (sl[j], su[j], bu[j]) = relaxation(x.lo[j], x.hi[j], alpha, slopes);
-    }
+    let [mut sl, su, bu] = line_arrays(x, alpha, slopes);
     let unstable: Vec<usize> = (0..n).filter(|&j| is_unstable(x.lo[j], x.hi[j])).collect();
     let mut cst = vec![0.0; s];
     for (si, row) in a.chunks_exact_mut(n).take(s).enumerate() {
@@ -117,11 +114,21 @@ pub fn backward(
     cst
 }
 
+/// Every neuron's lower slope, upper slope and upper intercept, as three arrays.
+pub(crate) fn line_arrays(x: &Interval, alpha: f64, slopes: Slopes) -> [Vec<f64>; 3] {
+    let n = x.len();
+    let (mut sl, mut su, mut bu) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    for j in 0..n {
+        (sl[j], su[j], bu[j]) = relaxation(x.lo[j], x.hi[j], alpha, slopes);
+    }
+    [sl, su, bu]
+}
+
 /// One row of `backward`, branch-free: `max(c,0)·sl + min(c,0)·su`, where
 /// the other product is ±0 and changes nothing but a zero's sign, so the
 /// lanes vectorise. The constant's terms all have one sign: any order of
 /// its sum rounds within the charge `propagate` makes for it.
-fn relax_row(row: &mut [f64], sl: &[f64], su: &[f64], bu: &[f64]) -> f64 {
+pub(crate) fn relax_row(row: &mut [f64], sl: &[f64], su: &[f64], bu: &[f64]) -> f64 {
     let n = row.len();
     let (sl, su, bu) = (&sl[..n], &su[..n], &bu[..n]);
     super::lane_sums(n, |j| {
