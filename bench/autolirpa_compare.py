@@ -133,31 +133,37 @@ def compare_vnnlib(a):
     Both tools bound every instance of the model in one process (auto_LiRPA's
     compute_bounds calls are timed, nncert's per-case `ms`); nncert is also run
     once per instance (a fresh process each: cold memory and caches) and that
-    time is reported beside it."""
+    time is reported beside it. The timings are taken in --rounds rounds, the
+    tools alternating, and each instance's fastest round counts: this VM's
+    speed drifts by up to 2x over minutes, and alternating exposes both tools
+    to the same drift."""
     net = torch_model(a.model).eval()
     shape = onnx_input_shape(a.model)
-    worst_rel, nncert_s, cold_s, lirpa_s, instances = 0.0, 0.0, 0.0, 0.0, 0
-    excluded = {"nncert": 0, "auto_lirpa": 0, "nncert_default": 0}
-    terms_total = 0
 
     def bounds(specs, *flags):
         cmd = [a.nncert, "bounds", a.model, *specs, "--method", "crown", *flags]
         return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["cases"]
 
     real = ("--unsound", "--no-ibp-intersection")
-    ours_all, default_all = bounds(a.vnnlib, *real), bounds(a.vnnlib)
-    cold_all = [c for spec in a.vnnlib for c in bounds([spec], *real)]
-    for case, case_default, cold in zip(ours_all, default_all, cold_all):
-        rows = [c for term in case["terms"] for c in term]
-        C = [c["coeffs"] for c in rows]
-        theirs, seconds = lirpa_box_bounds(net, shape, case["input_lo"], case["input_hi"], C, torch.float32)
-        theirs64, _ = lirpa_box_bounds(net, shape, case["input_lo"], case["input_hi"], C, torch.float64)
-        for c, t in zip(rows, theirs64):
+    ours, default = bounds(a.vnnlib, *real), bounds(a.vnnlib)
+    rows = [[c for term in case["terms"] for c in term] for case in ours]
+    boxes = [(case["input_lo"], case["input_hi"]) for case in ours]
+    warm, cold, lirpa = ([[] for _ in ours] for _ in range(3))
+    for _ in range(a.rounds):
+        for times, case in zip(warm, bounds(a.vnnlib, *real)):
+            times.append(case["ms"] / 1e3)
+        for times, case in zip(cold, [c for spec in a.vnnlib for c in bounds([spec], *real)]):
+            times.append(case["ms"] / 1e3)
+        for times, (lo, hi), r in zip(lirpa, boxes, rows):
+            times.append(lirpa_box_bounds(net, shape, lo, hi, [c["coeffs"] for c in r], torch.float32)[1])
+    worst_rel, terms_total = 0.0, 0
+    excluded = {"nncert": 0, "auto_lirpa": 0, "nncert_default": 0}
+    for case, case_default, r, (lo, hi) in zip(ours, default, rows, boxes):
+        C = [c["coeffs"] for c in r]
+        theirs, _ = lirpa_box_bounds(net, shape, lo, hi, C, torch.float32)
+        theirs64, _ = lirpa_box_bounds(net, shape, lo, hi, C, torch.float64)
+        for c, t in zip(r, theirs64):
             worst_rel = max(worst_rel, abs(c["lower"] - t) / max(abs(t), 1e-12))
-        nncert_s += case["ms"] / 1e3
-        cold_s += cold["ms"] / 1e3
-        lirpa_s += seconds
-        instances += 1
         k = 0
         for term, term_default in zip(case["terms"], case_default["terms"]):
             excluded["nncert"] += any(c["excluded"] for c in term)
@@ -165,15 +171,18 @@ def compare_vnnlib(a):
             excluded["nncert_default"] += any(c["excluded"] for c in term_default)
             k += len(term)
             terms_total += 1
+    n = len(ours)
+    best = lambda ts: sum(min(t) for t in ts)
     print(json.dumps({
-        "model": os.path.basename(a.model), "method": "crown", "instances": instances, "terms": terms_total,
+        "model": os.path.basename(a.model), "method": "crown", "instances": n, "terms": terms_total,
         "terms_excluded_nncert": excluded["nncert"], "terms_excluded_auto_lirpa": excluded["auto_lirpa"],
         "terms_excluded_nncert_default": excluded["nncert_default"], "max_rel_diff": worst_rel,
-        "nncert_ms_per_instance": round(1e3 * nncert_s / instances, 2),
-        "auto_lirpa_ms_per_instance": round(1e3 * lirpa_s / instances, 2),
-        "speedup": round(lirpa_s / nncert_s, 2),
-        "nncert_cold_ms_per_instance": round(1e3 * cold_s / instances, 2),
-        "speedup_cold": round(lirpa_s / cold_s, 2), "torch_threads": torch.get_num_threads(),
+        "rounds": a.rounds,
+        "nncert_ms_per_instance": round(1e3 * best(warm) / n, 2),
+        "auto_lirpa_ms_per_instance": round(1e3 * best(lirpa) / n, 2),
+        "speedup": round(best(lirpa) / best(warm), 2),
+        "nncert_cold_ms_per_instance": round(1e3 * best(cold) / n, 2),
+        "speedup_cold": round(best(lirpa) / best(cold), 2), "torch_threads": torch.get_num_threads(),
     }))
 
 
@@ -183,6 +192,7 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--mnist")
     p.add_argument("--vnnlib", nargs="+", help="VNN-LIB specs for --model (instead of MNIST images)")
+    p.add_argument("--rounds", type=int, default=3, help="--vnnlib: timing rounds (each instance's fastest counts)")
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--count", type=int, default=100)

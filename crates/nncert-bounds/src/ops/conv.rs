@@ -111,14 +111,14 @@ fn rows_per_batch(p: usize, k: usize) -> usize {
 
 fn backward_in_batches(c: &ConvCall, a: &[f64], s: usize, batch: usize) -> (Vec<f64>, Vec<f64>) {
     let (p, _, _, in_len, out_n) = gemm_dims(c);
-    // Summed in the flat order of `a`, channel by channel.
+    // Σ_c b_c·Σ_pos a[c, pos]: its rounding is within the γ charge sound
+    // mode makes for the bias (docs/soundness.md), whatever the order.
     let cst = (0..s)
         .map(|si| {
             c.bias.map_or(0.0, |b| {
-                a[si * out_n..][..out_n]
-                    .chunks(p)
-                    .zip(&b.data)
-                    .flat_map(|(plane, &bc)| plane.iter().map(move |v| v * bc as f64))
+                let planes = a[si * out_n..][..out_n].chunks(p);
+                (planes.zip(&b.data))
+                    .map(|(plane, &bc)| bc as f64 * super::lane_sums(p, |j| [plane[j]])[0])
                     .sum()
             })
         })
