@@ -4,7 +4,8 @@
 # per-instance timeout (default 10 s; `official`: each instance's own, from
 # the benchmark's instance list) and prints, per instance:
 #   benchmark,onnx,vnnlib,consensus,nncert_result,seconds
-# usage: [BENCHMARKS="acasxu mnistfc"] bench/vnncomp_sweep.sh [TIMEOUT|official] > results.csv
+# usage: [BENCHMARKS="acasxu mnistfc"] [NETS="mnist-net_256x2.onnx"] bench/vnncomp_sweep.sh [TIMEOUT|official] > results.csv
+# (NETS: only the instances of these networks, as the instance lists name them)
 set -u
 T=${1:-10}
 SHARED=${NNCERT_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
@@ -17,6 +18,7 @@ for dir in "$SHARED"/vnncomp2021/*/; do
   csv=$(ls "$dir"*.csv | head -1)
   while IFS=, read -r onnx spec timeout; do
     [ -z "$onnx" ] && continue
+    if [ -n "${NETS:-}" ] && ! [[ " $NETS " == *" $onnx "* ]]; then continue; fi
     consensus=$(awk -F, -v b="$bench" -v o="$onnx" -v s="$spec" '$1==b && $2==o && $3==s {print $4}' "$SHARED/vnncomp2021/reference.csv" | head -1)
     "$TOOL/prepare_instance.sh" v1 "$bench" "$dir$onnx" "$dir$spec" >/dev/null 2>&1 || { echo "$bench,$onnx,$spec,${consensus:-?},error,0"; continue; }
     start=$(date +%s.%N)
