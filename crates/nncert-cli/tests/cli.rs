@@ -787,8 +787,40 @@ fn fp_attack_runs_against_branch_and_bound_and_sound_mode() {
         let engines = case["engines"].as_array().unwrap();
         assert!(engines.iter().all(|e| e["plain"].is_null()), "{name}");
     }
-    assert_user_errors(&[(
-        vec!["fp-attack", "--seed-seconds", "0", "--out", &dir],
-        "--seed-seconds 0: expected a positive number",
-    )]);
+    // (Still without dimming.) Named images are attacked as given; the
+    // nearest-first order draws from the pool.
+    for (name, extra, allowed) in [
+        ("fp-attack-images", vec!["--images", "6"], 6..7),
+        ("fp-attack-nearest", vec!["--seed-order", "nearest"], 0..8),
+    ] {
+        let named = tmp(name);
+        let named_dir = named.display().to_string();
+        let mut args = args.to_vec();
+        args[last] = named_dir.as_str();
+        args.extend(extra);
+        let o = nncert(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let indices: Vec<u64> = std::fs::read_dir(&named)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".json") && !p.ends_with("summary.json"))
+            .map(|p| {
+                let case: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                case["index"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(indices.len(), 1);
+        assert!(allowed.contains(&(indices[0] as usize)), "{indices:?}");
+    }
+    assert_user_errors(&[
+        (
+            vec!["fp-attack", "--seed-seconds", "0", "--out", &dir],
+            "--seed-seconds 0: expected a positive number",
+        ),
+        (
+            vec!["fp-attack", "--images", "3,20000", "--out", &dir],
+            "--images 20000: the data set has",
+        ),
+    ]);
 }

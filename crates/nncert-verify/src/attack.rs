@@ -8,7 +8,7 @@
 use crate::witness::f32_point_inside;
 use crate::{Counterexample, Models, Result};
 use nncert_bounds::{ball_minimiser, spec_gradient};
-use nncert_model::Deadline;
+use nncert_model::{Deadline, Graph};
 use nncert_spec::{InputBox, InputSet, Norm, NormBall, Property};
 use rand::{Rng, SeedableRng};
 
@@ -41,18 +41,8 @@ pub fn pgd(
 ) -> Result<Option<Counterexample>> {
     let b = set.bounding_box();
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let centre = match set {
-        InputSet::Ball(ball) => ball.center.clone(),
-        InputSet::Box(b) => b.center(),
-    };
     for restart in 0..cfg.restarts {
-        let start = if restart == 0 {
-            centre.clone()
-        } else {
-            (0..b.dim())
-                .map(|i| b.lo[i] + (b.hi[i] - b.lo[i]) * rng.gen::<f64>())
-                .collect()
-        };
+        let start = restart_point(set, &b, restart, &mut rng);
         let found = descend_from(m, p, set, spec, rhs, start, cfg.steps, deadline)?;
         if found.is_some() || deadline.expired() {
             return Ok(found);
@@ -61,8 +51,7 @@ pub fn pgd(
     Ok(None)
 }
 
-/// One PGD run of `steps` steps from `start`, the step length decaying
-/// linearly from 2.5/steps of the radius (at least 1/20 of it).
+/// One PGD run of `steps` steps from `start` (see `descent_step`).
 #[allow(clippy::too_many_arguments)]
 pub fn descend_from(
     m: &Models,
@@ -75,7 +64,6 @@ pub fn descend_from(
     deadline: Deadline,
 ) -> Result<Option<Counterexample>> {
     let b = set.bounding_box();
-    let fraction = (2.5 / steps.max(1) as f64).max(1.0 / 20.0);
     let mut x = project(set, &b, start);
     for k in 0..=steps {
         if deadline.expired() {
@@ -91,17 +79,79 @@ pub fn descend_from(
                 return Ok(Some(ce));
             }
         }
-        let step = fraction * (1.0 - k as f64 / (steps + 1) as f64);
-        let next = match set {
-            InputSet::Ball(ball) => ball_minimiser(&grad, &x, step * ball.eps, ball.norm),
-            // A box is a unit L∞ ball once each coordinate is scaled by its half-width.
-            InputSet::Box(b) => (0..x.len())
-                .map(|i| x[i] - step * 0.5 * (b.hi[i] - b.lo[i]) * grad[i].signum())
-                .collect(),
-        };
-        x = project(set, &b, next);
+        x = descent_step(set, &b, &x, &grad, (k, steps));
     }
     Ok(None)
+}
+
+/// The lowest value of `min_r spec_r · y(x)` over the `rows` rows of `spec`
+/// that PGD finds in `set` (each step descends the row lowest there: the
+/// untargeted CW margin when the rows are label − other): an upper bound on
+/// the true minimum, to rank inputs by how near their boundary lies.
+pub fn lowest_row_value(
+    g: &Graph,
+    set: &InputSet,
+    spec: &[f64],
+    rows: usize,
+    cfg: &PgdConfig,
+) -> Result<f64> {
+    let b = set.bounding_box();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let mut lowest = f64::INFINITY;
+    for restart in 0..cfg.restarts {
+        let start = restart_point(set, &b, restart, &mut rng);
+        let mut x = project(set, &b, start);
+        for k in 0..=cfg.steps {
+            let (values, grads) = spec_gradient(g, &x, spec, rows)?;
+            let (r, &v) = values
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .expect("at least one row");
+            lowest = lowest.min(v);
+            x = descent_step(
+                set,
+                &b,
+                &x,
+                &grads[r * x.len()..][..x.len()],
+                (k, cfg.steps),
+            );
+        }
+    }
+    Ok(lowest)
+}
+
+/// The first restart starts at the set's centre, the others at uniform
+/// points of its box.
+fn restart_point(set: &InputSet, b: &InputBox, restart: usize, rng: &mut impl Rng) -> Vec<f64> {
+    match set {
+        _ if restart > 0 => (0..b.dim())
+            .map(|i| b.lo[i] + (b.hi[i] - b.lo[i]) * rng.gen::<f64>())
+            .collect(),
+        InputSet::Ball(ball) => ball.center.clone(),
+        InputSet::Box(b) => b.center(),
+    }
+}
+
+/// Step `k` of `steps` against `grad` from `x`, projected into `set`: its
+/// length decays linearly from 2.5/steps of the radius (at least 1/20 of it).
+fn descent_step(
+    set: &InputSet,
+    b: &InputBox,
+    x: &[f64],
+    grad: &[f64],
+    (k, steps): (usize, usize),
+) -> Vec<f64> {
+    let fraction = (2.5 / steps.max(1) as f64).max(1.0 / 20.0);
+    let step = fraction * (1.0 - k as f64 / (steps + 1) as f64);
+    let next = match set {
+        InputSet::Ball(ball) => ball_minimiser(grad, x, step * ball.eps, ball.norm),
+        // A box is a unit L∞ ball once each coordinate is scaled by its half-width.
+        InputSet::Box(_) => (0..x.len())
+            .map(|i| x[i] - step * 0.5 * (b.hi[i] - b.lo[i]) * grad[i].signum())
+            .collect(),
+    };
+    project(set, b, next)
 }
 
 /// Back into the ball (radial scaling for L2 and L1), then into the box.

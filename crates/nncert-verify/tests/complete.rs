@@ -2,8 +2,8 @@
 //! networks where the truth is known (linear algebra or dense sampling).
 
 use nncert_bounds::{
-    bound_for_branching, propagate, propagate_split, Ball, BoundConfig, Method, Multipliers,
-    Region, ReluSplit, Soundness, SubdomainRow,
+    bound_for_branching, lower_bounds, propagate, propagate_split, Ball, BoundConfig, Method,
+    Multipliers, Region, ReluSplit, Soundness, SubdomainRow,
 };
 use nncert_exec::all_engines;
 use nncert_model::forward::{run_all, Reference};
@@ -12,7 +12,7 @@ use nncert_model::{Graph, Op, Tensor};
 use nncert_spec::{
     Case, InputBox, InputSet, LinearConstraint, Norm, NormBall, OutputDnf, Property,
 };
-use nncert_verify::attack::{pgd, PgdConfig};
+use nncert_verify::attack::{lowest_row_value, pgd, PgdConfig};
 use nncert_verify::bab::{prove_row, BabConfig, RowProblem, BRANCH_CANDIDATES};
 use nncert_verify::input_split::prove_by_splitting;
 use nncert_verify::milp::{self, BigM, MilpSolver};
@@ -570,6 +570,72 @@ fn pgd_reaches_the_minimum_of_a_linear_model() {
             .unwrap();
             assert_eq!(found.is_some(), exists, "seed {seed} rhs {rhs} (min {min})");
         }
+    }
+}
+
+/// On a linear model with two outputs, the lowest value PGD finds over
+/// both rows is the lower of the two rows' minima (each at a known corner
+/// of the L∞ ball), and on a ReLU MLP it lies between CROWN's lower bound
+/// and the value at the centre.
+#[test]
+fn lowest_row_value_finds_the_lowest_rows_minimum() {
+    let mut r = StdRng::seed_from_u64(11);
+    for seed in 0..5 {
+        let w = random_tensor(&mut r, &[2, 6], 1.0);
+        let mut g = Graph::with_input("x", vec![1, 6]);
+        let bias = Tensor::new(vec![2], vec![0.1, -0.2]);
+        let layer = Op::Linear {
+            weight: w.clone(),
+            bias: Some(bias.clone()),
+        };
+        g.push("fc", layer, vec![0]).unwrap();
+        let center: Vec<f64> = (0..6).map(|_| r.gen_range(0.3..0.7)).collect();
+        let eps = 0.2;
+        let row_min = |o: usize| -> f64 {
+            let wo = &w.data[o * 6..][..6];
+            let at_centre: f64 = wo.iter().zip(&center).map(|(&w, c)| w as f64 * c).sum();
+            at_centre + bias.data[o] as f64 - eps * wo.iter().map(|w| w.abs() as f64).sum::<f64>()
+        };
+        let exact = row_min(0).min(row_min(1));
+        let ball = InputSet::Ball(NormBall {
+            center,
+            eps,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        });
+        let spec = [1.0, 0.0, 0.0, 1.0];
+        let lowest = lowest_row_value(&g, &ball, &spec, 2, &PgdConfig::default()).unwrap();
+        assert!(
+            (lowest - exact).abs() < 1e-9,
+            "seed {seed}: {lowest} vs {exact}"
+        );
+    }
+    let mut r = StdRng::seed_from_u64(12);
+    for seed in 0..5 {
+        let (g, x0, label) = labelled_point(&[4, 16, 16, 3], seed, &mut r);
+        let p = nncert_spec::robustness_property(&x0, label, 3, 0.05, Norm::Linf, (0.0, 1.0));
+        let case = &p.cases[0];
+        let spec: Vec<f64> = case
+            .unsafe_output
+            .terms
+            .iter()
+            .flat_map(|t| t[0].coeffs.clone())
+            .collect();
+        let lowest = lowest_row_value(&g, &case.input, &spec, 2, &PgdConfig::default()).unwrap();
+        let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
+        let at_centre = (0..3)
+            .filter(|&t| t != label)
+            .map(|t| y0[label] - y0[t])
+            .fold(f64::INFINITY, f64::min);
+        let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
+        let region = Region::of(&case.input, cfg.soundness);
+        let nb = propagate(&g, &region, &cfg).unwrap();
+        let lb = lower_bounds(&g, &nb, &region, &cfg, &spec, 2).unwrap();
+        let crown = lb.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert!(
+            crown <= lowest + 1e-9 && lowest <= at_centre,
+            "seed {seed}: {crown} ≤ {lowest} ≤ {at_centre}"
+        );
     }
 }
 

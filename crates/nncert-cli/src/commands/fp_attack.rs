@@ -25,6 +25,8 @@ use nncert_fpattack::pipeline::{
     attack_seed, audit, with_gap, AttackConfig, CaseReport, EngineResult, Finder,
 };
 use nncert_model::Graph;
+use nncert_spec::{robustness_property, Norm};
+use nncert_verify::attack::{lowest_row_value, PgdConfig};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -50,6 +52,17 @@ pub enum Plain {
     Bab,
 }
 
+/// The order in which pool images are tried as seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SeedOrder {
+    /// A random draw (seeded by `--seed`), as the paper draws.
+    Random,
+    /// Lowest worst-case margin first (PGD's, at `--eps`): the images whose
+    /// ball lies nearest the decision boundary, so that step 1 stops close to
+    /// α = 1, where the ReLUs stay stable and the verifier decides fast.
+    Nearest,
+}
+
 #[derive(Parser)]
 pub struct FpAttackArgs {
     /// ONNX or native model (default: the embedded MNIST model).
@@ -67,6 +80,13 @@ pub struct FpAttackArgs {
     /// Draw seed images from the first N test images.
     #[arg(long, default_value_t = 1000)]
     pool: usize,
+    /// Attack these test images (comma-separated indices, those the plain
+    /// verifier claims robust, up to `--seeds`) instead of a random draw.
+    #[arg(long, value_delimiter = ',')]
+    images: Vec<usize>,
+    /// The order in which the pool's images are tried as seeds.
+    #[arg(long, value_enum, default_value_t = SeedOrder::Random)]
+    seed_order: SeedOrder,
     /// Random seed of the draw and of the hill climbing.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -246,30 +266,98 @@ pub fn run(a: FpAttackArgs) -> CliResult {
     Ok(())
 }
 
-/// Correctly classified test images the plain verifier claims robust, in a
-/// seeded random order, until `--seeds` are found.
+/// Correctly classified test images the plain verifier claims robust: those
+/// of `--images`, or in a seeded random order until `--seeds` are found.
 fn pick_seeds(
     g: &Graph,
     ds: &Dataset,
     plain: &dyn Verifier,
     a: &FpAttackArgs,
 ) -> CliResult<Vec<(usize, usize)>> {
-    let mut order: Vec<usize> = (0..a.pool.min(ds.len())).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(a.seed));
+    let order: Vec<usize> = if a.images.is_empty() {
+        let mut order: Vec<usize> = (0..a.pool.min(ds.len())).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(a.seed));
+        order
+    } else if let Some(i) = a.images.iter().find(|&&i| i >= ds.len()) {
+        return Err(UserError(format!(
+            "--images {i}: the data set has {} images",
+            ds.len()
+        )));
+    } else {
+        a.images.clone()
+    };
     let reference = nncert_model::forward::Reference;
-    let mut seeds = Vec::new();
+    let mut correct = Vec::new();
     for i in order {
+        let x: Vec<f64> = ds.image(i).iter().map(|&v| v as f64).collect();
+        let y = nncert_model::forward::run(g, &reference, &x)?;
+        if argmax(&y) == ds.labels[i] as usize {
+            correct.push(i);
+        }
+    }
+    if a.seed_order == SeedOrder::Nearest && a.images.is_empty() {
+        correct = nearest_first(g, ds, correct, a)?;
+    }
+    let mut seeds = Vec::new();
+    for i in correct {
         if seeds.len() == a.seeds {
             break;
         }
-        let x: Vec<f64> = ds.image(i).iter().map(|&v| v as f64).collect();
-        let y = nncert_model::forward::run(g, &reference, &x)?;
         let label = ds.labels[i] as usize;
-        if argmax(&y) == label && plain.claim(g, ds.image(i), label)? == Claim::Robust {
+        if plain.claim(g, ds.image(i), label)? == Claim::Robust {
             seeds.push((i, label));
         }
     }
     Ok(seeds)
+}
+
+/// `images` by PGD's lowest margin over their ε-ball, lowest first; those
+/// PGD already misclassifies are dropped (no verifier can claim them).
+fn nearest_first(
+    g: &Graph,
+    ds: &Dataset,
+    images: Vec<usize>,
+    a: &FpAttackArgs,
+) -> CliResult<Vec<usize>> {
+    let classes = g.output_len();
+    let bar = ProgressBar::new(images.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images ranked by PGD margin {elapsed_precise}",
+        )
+        .expect("template"),
+    );
+    let mut ranked = Vec::new();
+    for i in images {
+        let x: Vec<f64> = ds.image(i).iter().map(|&v| v as f64).collect();
+        let p = robustness_property(
+            &x,
+            ds.labels[i] as usize,
+            classes,
+            a.eps,
+            Norm::Linf,
+            (0.0, 1.0),
+        );
+        let case = &p.cases[0];
+        let spec: Vec<f64> = case
+            .unsafe_output
+            .terms
+            .iter()
+            .flat_map(|t| t[0].coeffs.clone())
+            .collect();
+        let pgd = PgdConfig {
+            seed: a.seed,
+            ..PgdConfig::default()
+        };
+        let margin = lowest_row_value(g, &case.input, &spec, classes - 1, &pgd)?;
+        if margin > 0.0 {
+            ranked.push((margin, i));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
+    Ok(ranked.into_iter().map(|(_, i)| i).collect())
 }
 
 /// Test accuracy of the case's gap network on the whole data set (f64 reference).
