@@ -121,6 +121,17 @@ pub fn lowest_row_value(
     Ok(lowest)
 }
 
+/// PGD's lowest margin `y_label − max_{t≠label} y_t` over `ball` (an upper
+/// bound on the true worst margin; the ball's centre ranks by it).
+pub fn lowest_margin(g: &Graph, ball: &NormBall, label: usize, cfg: &PgdConfig) -> Result<f64> {
+    let classes = g.output_len();
+    let spec: Vec<f64> = (0..classes)
+        .filter(|&t| t != label)
+        .flat_map(|t| (0..classes).map(move |k| (k == label) as u8 as f64 - (k == t) as u8 as f64))
+        .collect();
+    lowest_row_value(g, &InputSet::Ball(ball.clone()), &spec, classes - 1, cfg)
+}
+
 /// The first restart starts at the set's centre, the others at uniform
 /// points of its box.
 fn restart_point(set: &InputSet, b: &InputBox, restart: usize, rng: &mut impl Rng) -> Vec<f64> {

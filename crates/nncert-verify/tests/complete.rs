@@ -12,7 +12,7 @@ use nncert_model::{Graph, Op, Tensor};
 use nncert_spec::{
     Case, InputBox, InputSet, LinearConstraint, Norm, NormBall, OutputDnf, Property,
 };
-use nncert_verify::attack::{lowest_row_value, pgd, PgdConfig};
+use nncert_verify::attack::{lowest_margin, lowest_row_value, pgd, PgdConfig};
 use nncert_verify::bab::{prove_row, BabConfig, RowProblem, BRANCH_CANDIDATES};
 use nncert_verify::input_split::prove_by_splitting;
 use nncert_verify::milp::{self, BigM, MilpSolver};
@@ -575,8 +575,8 @@ fn pgd_reaches_the_minimum_of_a_linear_model() {
 
 /// On a linear model with two outputs, the lowest value PGD finds over
 /// both rows is the lower of the two rows' minima (each at a known corner
-/// of the L∞ ball), and on a ReLU MLP it lies between CROWN's lower bound
-/// and the value at the centre.
+/// of the L∞ ball), and on a ReLU MLP the lowest margin lies between
+/// CROWN's lower bound and the margin at the centre.
 #[test]
 fn lowest_row_value_finds_the_lowest_rows_minimum() {
     let mut r = StdRng::seed_from_u64(11);
@@ -613,6 +613,13 @@ fn lowest_row_value_finds_the_lowest_rows_minimum() {
     let mut r = StdRng::seed_from_u64(12);
     for seed in 0..5 {
         let (g, x0, label) = labelled_point(&[4, 16, 16, 3], seed, &mut r);
+        let ball = NormBall {
+            center: x0.clone(),
+            eps: 0.05,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        };
+        let lowest = lowest_margin(&g, &ball, label, &PgdConfig::default()).unwrap();
         let p = nncert_spec::robustness_property(&x0, label, 3, 0.05, Norm::Linf, (0.0, 1.0));
         let case = &p.cases[0];
         let spec: Vec<f64> = case
@@ -621,7 +628,6 @@ fn lowest_row_value_finds_the_lowest_rows_minimum() {
             .iter()
             .flat_map(|t| t[0].coeffs.clone())
             .collect();
-        let lowest = lowest_row_value(&g, &case.input, &spec, 2, &PgdConfig::default()).unwrap();
         let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
         let at_centre = (0..3)
             .filter(|&t| t != label)

@@ -25,8 +25,8 @@ use nncert_fpattack::pipeline::{
     attack_seed, audit, with_gap, AttackConfig, CaseReport, EngineResult, Finder,
 };
 use nncert_model::Graph;
-use nncert_spec::{robustness_property, Norm};
-use nncert_verify::attack::{lowest_row_value, PgdConfig};
+use nncert_spec::{Norm, NormBall};
+use nncert_verify::attack::{lowest_margin, PgdConfig};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -319,7 +319,6 @@ fn nearest_first(
     images: Vec<usize>,
     a: &FpAttackArgs,
 ) -> CliResult<Vec<usize>> {
-    let classes = g.output_len();
     let bar = ProgressBar::new(images.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -330,26 +329,17 @@ fn nearest_first(
     let mut ranked = Vec::new();
     for i in images {
         let x: Vec<f64> = ds.image(i).iter().map(|&v| v as f64).collect();
-        let p = robustness_property(
-            &x,
-            ds.labels[i] as usize,
-            classes,
-            a.eps,
-            Norm::Linf,
-            (0.0, 1.0),
-        );
-        let case = &p.cases[0];
-        let spec: Vec<f64> = case
-            .unsafe_output
-            .terms
-            .iter()
-            .flat_map(|t| t[0].coeffs.clone())
-            .collect();
+        let ball = NormBall {
+            center: x,
+            eps: a.eps,
+            norm: Norm::Linf,
+            domain: (0.0, 1.0),
+        };
         let pgd = PgdConfig {
             seed: a.seed,
             ..PgdConfig::default()
         };
-        let margin = lowest_row_value(g, &case.input, &spec, classes - 1, &pgd)?;
+        let margin = lowest_margin(g, &ball, ds.labels[i] as usize, &pgd)?;
         if margin > 0.0 {
             ranked.push((margin, i));
         }
