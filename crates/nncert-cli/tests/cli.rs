@@ -822,5 +822,29 @@ fn fp_attack_runs_against_branch_and_bound_and_sound_mode() {
             vec!["fp-attack", "--images", "3,20000", "--out", &dir],
             "--images 20000: the data set has",
         ),
+        (
+            vec!["fp-attack", "--shard", "2/2", "--out", &dir],
+            "expected K/N with 0 ≤ K < N",
+        ),
     ]);
+    // Two shards attack the picked seeds between them, every other one each.
+    let seeds_of = |dir: &Path| -> Vec<u64> {
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        let seeds = summary["seeds"].as_array().unwrap();
+        seeds.iter().map(|s| s.as_u64().unwrap()).collect()
+    };
+    let mut args = args.clone();
+    args[2] = "3";
+    let (whole, second) = (tmp("fp-attack-whole"), tmp("fp-attack-shard"));
+    let (whole_dir, second_dir) = (whole.display().to_string(), second.display().to_string());
+    args[last] = whole_dir.as_str();
+    assert!(nncert(&args).status.success());
+    args[last] = second_dir.as_str();
+    args.extend(["--shard", "1/2"]);
+    assert!(nncert(&args).status.success());
+    let (whole, second) = (seeds_of(&whole), seeds_of(&second));
+    assert_eq!(whole.len(), 3, "{whole:?}");
+    assert_eq!(second, [whole[1]]);
 }

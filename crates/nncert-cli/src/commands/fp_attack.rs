@@ -87,6 +87,11 @@ pub struct FpAttackArgs {
     /// The order in which the pool's images are tried as seeds.
     #[arg(long, value_enum, default_value_t = SeedOrder::Random)]
     seed_order: SeedOrder,
+    /// Attack only every N-th of the picked seeds, from the K-th (0-based):
+    /// N processes with K = 0 … N−1 share one experiment (seeds are attacked
+    /// one at a time, and CBC solves one MILP at a time per process).
+    #[arg(long, value_parser = parse_shard, value_name = "K/N")]
+    shard: Option<(usize, usize)>,
     /// Random seed of the draw and of the hill climbing.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -203,7 +208,10 @@ pub fn run(a: FpAttackArgs) -> CliResult {
         dim: !a.no_dimming,
         ..AttackConfig::paper(a.eps)
     };
-    let seeds = pick_seeds(&g, &ds, plain, &a)?;
+    let mut seeds = pick_seeds(&g, &ds, plain, &a)?;
+    if let Some((k, n)) = a.shard {
+        seeds = seeds.into_iter().skip(k).step_by(n).collect();
+    }
     let mut verifiers: Vec<(&str, &dyn Verifier)> = Vec::new();
     if a.against != Against::Sound {
         verifiers.push((plain_name, plain));
@@ -264,6 +272,17 @@ pub fn run(a: FpAttackArgs) -> CliResult {
         .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
     print_table(&rows, !a.no_dimming, start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `K/N` with K < N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((k, n)) if k < n => Ok((k, n)),
+        _ => Err(format!("expected K/N with 0 ≤ K < N, got {s:?}")),
+    }
 }
 
 /// Correctly classified test images the plain verifier claims robust: those
