@@ -125,11 +125,18 @@ pub fn lowest_row_value(
 /// bound on the true worst margin; the ball's centre ranks by it).
 pub fn lowest_margin(g: &Graph, ball: &NormBall, label: usize, cfg: &PgdConfig) -> Result<f64> {
     let classes = g.output_len();
-    let spec: Vec<f64> = (0..classes)
-        .filter(|&t| t != label)
-        .flat_map(|t| (0..classes).map(move |k| (k == label) as u8 as f64 - (k == t) as u8 as f64))
-        .collect();
+    let spec = margin_rows(label, classes);
     lowest_row_value(g, &InputSet::Ball(ball.clone()), &spec, classes - 1, cfg)
+}
+
+/// The rows `y_label − y_t`, one per other label `t` in ascending order.
+pub fn margin_rows(label: usize, classes: usize) -> Vec<f64> {
+    let mut spec = vec![0.0; (classes - 1) * classes];
+    for (row, t) in (0..classes).filter(|&t| t != label).enumerate() {
+        spec[row * classes + label] = 1.0;
+        spec[row * classes + t] = -1.0;
+    }
+    spec
 }
 
 /// The first restart starts at the set's centre, the others at uniform

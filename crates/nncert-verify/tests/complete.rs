@@ -12,7 +12,7 @@ use nncert_model::{Graph, Op, Tensor};
 use nncert_spec::{
     Case, InputBox, InputSet, LinearConstraint, Norm, NormBall, OutputDnf, Property,
 };
-use nncert_verify::attack::{lowest_margin, lowest_row_value, pgd, PgdConfig};
+use nncert_verify::attack::{lowest_margin, lowest_row_value, margin_rows, pgd, PgdConfig};
 use nncert_verify::bab::{prove_row, BabConfig, RowProblem, BRANCH_CANDIDATES};
 use nncert_verify::input_split::prove_by_splitting;
 use nncert_verify::milp::{self, BigM, MilpSolver};
@@ -509,6 +509,17 @@ fn input_splitting_decides_disjunctions_of_conjunctions() {
     }
 }
 
+/// `x ↦ W x + b` on inputs of shape [1, n].
+fn linear_net(w: &Tensor, bias: &Tensor) -> Graph {
+    let mut g = Graph::with_input("x", vec![1, w.shape[1]]);
+    let layer = Op::Linear {
+        weight: w.clone(),
+        bias: Some(bias.clone()),
+    };
+    g.push("fc", layer, vec![0]).unwrap();
+    g
+}
+
 /// On a linear model the minimum over an L∞ ball is at a known corner:
 /// PGD reaches it when it is below the threshold, and finds nothing otherwise.
 #[test]
@@ -516,12 +527,7 @@ fn pgd_reaches_the_minimum_of_a_linear_model() {
     let mut r = StdRng::seed_from_u64(9);
     for seed in 0..5 {
         let w = random_tensor(&mut r, &[1, 6], 1.0);
-        let mut g = Graph::with_input("x", vec![1, 6]);
-        let layer = Op::Linear {
-            weight: w.clone(),
-            bias: Some(Tensor::new(vec![1], vec![0.1])),
-        };
-        g.push("fc", layer, vec![0]).unwrap();
+        let g = linear_net(&w, &Tensor::new(vec![1], vec![0.1]));
         let engines = all_engines(&g).unwrap();
         let m = Models {
             executed: &g,
@@ -582,13 +588,8 @@ fn lowest_row_value_finds_the_lowest_rows_minimum() {
     let mut r = StdRng::seed_from_u64(11);
     for seed in 0..5 {
         let w = random_tensor(&mut r, &[2, 6], 1.0);
-        let mut g = Graph::with_input("x", vec![1, 6]);
         let bias = Tensor::new(vec![2], vec![0.1, -0.2]);
-        let layer = Op::Linear {
-            weight: w.clone(),
-            bias: Some(bias.clone()),
-        };
-        g.push("fc", layer, vec![0]).unwrap();
+        let g = linear_net(&w, &bias);
         let center: Vec<f64> = (0..6).map(|_| r.gen_range(0.3..0.7)).collect();
         let eps = 0.2;
         let row_min = |o: usize| -> f64 {
@@ -620,21 +621,14 @@ fn lowest_row_value_finds_the_lowest_rows_minimum() {
             domain: (0.0, 1.0),
         };
         let lowest = lowest_margin(&g, &ball, label, &PgdConfig::default()).unwrap();
-        let p = nncert_spec::robustness_property(&x0, label, 3, 0.05, Norm::Linf, (0.0, 1.0));
-        let case = &p.cases[0];
-        let spec: Vec<f64> = case
-            .unsafe_output
-            .terms
-            .iter()
-            .flat_map(|t| t[0].coeffs.clone())
-            .collect();
+        let spec = margin_rows(label, 3);
         let y0 = nncert_model::reference_forward(&g, &x0).unwrap();
         let at_centre = (0..3)
             .filter(|&t| t != label)
             .map(|t| y0[label] - y0[t])
             .fold(f64::INFINITY, f64::min);
         let cfg = BoundConfig::new(Method::Crown, Soundness::Real);
-        let region = Region::of(&case.input, cfg.soundness);
+        let region = Region::of(&InputSet::Ball(ball), cfg.soundness);
         let nb = propagate(&g, &region, &cfg).unwrap();
         let lb = lower_bounds(&g, &nb, &region, &cfg, &spec, 2).unwrap();
         let crown = lb.iter().cloned().fold(f64::INFINITY, f64::min);
