@@ -9,7 +9,7 @@
 //! | `Direct` | bias, then Σ in input order, one f32 accumulator | bias, then Σ over (in-channel, ky, kx), one f32 accumulator |
 //! | `Im2col` | blocked SGEMM (`matrixmultiply`, FMA where the CPU has it), bias added last | im2col + blocked SGEMM, bias added last |
 //! | `Toeplitz` | as `Im2col` | conv lowered to one dense matrix (MIPVerify's "mm" model), blocked SGEMM over all inputs, bias last |
-//! | `Winograd` | as `Direct` | Winograd F(9×9, r×r) where it applies (one group, stride 1), else as `Direct`; **not covered by sound mode**, so not in [`all_engines`] |
+//! | `Winograd` | as `Direct` | Winograd F(9×9, r×r) where it applies (one group, dilation 1; stride s as the stride-1 convolution sampled every s outputs), else as `Direct`; **not covered by sound mode**, so not in [`all_engines`] |
 
 mod gemm;
 pub mod winograd;
@@ -35,6 +35,12 @@ pub const WINOGRAD_TILE: usize = 9;
 impl EngineKind {
     pub const ALL: [EngineKind; 3] = [EngineKind::Direct, EngineKind::Im2col, EngineKind::Toeplitz];
 
+    /// Whether nncert's sound mode bounds this engine's float32 results
+    /// (docs/soundness.md): every engine but Winograd.
+    pub fn covered_by_sound_mode(self) -> bool {
+        Self::ALL.contains(&self)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Direct => "direct",
@@ -59,7 +65,8 @@ const MAX_TOEPLITZ_ENTRIES: usize = 1 << 28;
 pub struct Engine {
     kind: EngineKind,
     toeplitz: HashMap<NodeId, Vec<f32>>,
-    winograd: HashMap<NodeId, winograd::Winograd>,
+    /// Per Winograd-run convolution: the transforms and the transformed kernels.
+    winograd: HashMap<NodeId, (winograd::Winograd, Vec<Vec<f32>>)>,
 }
 
 impl Engine {
@@ -76,7 +83,8 @@ impl Engine {
                 EngineKind::Winograd => {
                     let w = winograd::Winograd::new(WINOGRAD_TILE, call.window.kernel[0]);
                     if w.fits(&call) {
-                        winograd.insert(id, w);
+                        let u = w.kernel_transform(&call);
+                        winograd.insert(id, (w, u));
                     }
                 }
                 _ => {}
@@ -133,7 +141,7 @@ impl AffineKernels<f32> for Engine {
         match self.kind {
             EngineKind::Direct => direct_conv(c, x, n, |v| v),
             EngineKind::Winograd => match self.winograd.get(&node) {
-                Some(w) => w.conv(c, x, n),
+                Some((w, u)) => w.conv(c, u, x, n),
                 None => direct_conv(c, x, n, |v| v),
             },
             EngineKind::Im2col => im2col_conv(c, x, n),

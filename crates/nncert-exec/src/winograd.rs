@@ -12,10 +12,18 @@
 
 use nncert_model::forward::ConvCall;
 
-/// Interpolation points in the usual order: 0, ±1, ±2, ±1/2, ±3, ±1/3, …
+/// The first interpolation points: small and closely spaced, which keeps
+/// F(9×9, 5×5) (12 finite points) nearer cuDNN's error than the textbook
+/// order 0, ±1, ±2, ±1/2, ±3, ±1/3, 4 (docs/design.md, "Winograd points").
+const FIRST_POINTS: [f64; 13] = [
+    0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1.5, -1.5, 0.75, -0.75, 0.25, -0.25,
+];
+
+/// `count` distinct interpolation points: `FIRST_POINTS`, then ±k, ±1/k
+/// for k = 3, 4, …
 fn points(count: usize) -> Vec<f64> {
-    let mut p = vec![0.0];
-    let mut k = 1.0;
+    let mut p: Vec<f64> = FIRST_POINTS.iter().take(count).copied().collect();
+    let mut k = 3.0;
     while p.len() < count {
         for v in [k, -k, 1.0 / k, -1.0 / k] {
             if p.len() < count && !p.contains(&v) {
@@ -101,11 +109,13 @@ impl Winograd {
         }
     }
 
-    /// Whether a convolution can run as F(m×m, r×r): one group, stride and
-    /// dilation 1, an r×r kernel.
+    /// Whether a convolution can run as F(m×m, r×r): one group, dilation 1,
+    /// an r×r kernel. A stride-s convolution runs as the paper's stride-1
+    /// formulation: the stride-1 convolution with the same pads, sampled at
+    /// every s-th output (cuDNN's Winograd has no strided form).
     pub fn fits(&self, c: &ConvCall) -> bool {
         let w = &c.window;
-        c.groups == 1 && w.stride == [1, 1] && w.dilation == [1, 1] && w.kernel == [self.r, self.r]
+        c.groups == 1 && w.dilation == [1, 1] && w.kernel == [self.r, self.r]
     }
 
     /// `p (a×b) · q (b×c)` in f32, summed in index order.
@@ -134,39 +144,58 @@ impl Winograd {
         Self::mul(&lx, &Self::transpose(l, k, n), k, n, k)
     }
 
-    /// The convolution of a batch of `n` inputs (`fits` must hold).
-    pub fn conv(&self, c: &ConvCall, x: &[f32], n: usize) -> Vec<f32> {
+    /// The transformed kernels `U = G g G^T`, one α×α matrix per (out, in)
+    /// channel pair (computed once per convolution, as cuDNN's NONFUSED does).
+    pub fn kernel_transform(&self, c: &ConvCall) -> Vec<Vec<f32>> {
+        let (r, a) = (self.r, self.alpha);
+        c.weight
+            .data
+            .chunks(r * r)
+            .map(|g| Self::sandwich(&self.g, g, a, r))
+            .collect()
+    }
+
+    /// `V = B^T d B` of the α×α input tile of channel `ch` whose stride-1
+    /// output tile starts at (ty, tx) (zeros outside the input).
+    fn input_tile(
+        &self,
+        c: &ConvCall,
+        xs: &[f32],
+        ch: usize,
+        (ty, tx): (usize, usize),
+    ) -> Vec<f32> {
+        let (_, ih, iw) = c.in_chw;
+        let a = self.alpha;
+        let [top, left, ..] = c.window.pads;
+        let d: Vec<f32> = (0..a * a)
+            .map(|k| {
+                let py = (ty + k / a).checked_sub(top).filter(|&p| p < ih);
+                let px = (tx + k % a).checked_sub(left).filter(|&p| p < iw);
+                match (py, px) {
+                    (Some(py), Some(px)) => xs[(ch * ih + py) * iw + px],
+                    _ => 0.0,
+                }
+            })
+            .collect();
+        Self::sandwich(&self.bt, &d, a, a)
+    }
+
+    /// The convolution of a batch of `n` inputs (`fits` must hold; `u` from
+    /// `kernel_transform`).
+    pub fn conv(&self, c: &ConvCall, u: &[Vec<f32>], x: &[f32], n: usize) -> Vec<f32> {
         let (ic, ih, iw) = c.in_chw;
         let (oc, oh, ow) = c.out_chw;
-        let (m, r, a) = (self.m, self.r, self.alpha);
-        // U = G g G^T per (out, in) channel pair.
-        let u: Vec<Vec<f32>> = (0..oc * ic)
-            .map(|k| Self::sandwich(&self.g, &c.weight.data[k * r * r..(k + 1) * r * r], a, r))
-            .collect();
-        let [top, left, ..] = c.window.pads;
+        let (m, a) = (self.m, self.alpha);
+        let [sy, sx] = c.window.stride;
+        // The stride-1 outputs the strided ones are taken from.
+        let (h1, w1) = ((oh - 1) * sy + 1, (ow - 1) * sx + 1);
         let mut y = vec![0.0f32; n * oc * oh * ow];
         for s in 0..n {
             let xs = &x[s * ic * ih * iw..(s + 1) * ic * ih * iw];
-            for ty in (0..oh).step_by(m) {
-                for tx in (0..ow).step_by(m) {
-                    // V = B^T d B per input channel, d the α×α tile (zeros outside).
+            for ty in (0..h1).step_by(m) {
+                for tx in (0..w1).step_by(m) {
                     let v: Vec<Vec<f32>> = (0..ic)
-                        .map(|ch| {
-                            let d: Vec<f32> = (0..a * a)
-                                .map(|k| {
-                                    let (py, px) = (
-                                        (ty + k / a) as isize - top as isize,
-                                        (tx + k % a) as isize - left as isize,
-                                    );
-                                    if py < 0 || px < 0 || py >= ih as isize || px >= iw as isize {
-                                        0.0
-                                    } else {
-                                        xs[(ch * ih + py as usize) * iw + px as usize]
-                                    }
-                                })
-                                .collect();
-                            Self::sandwich(&self.bt, &d, a, a)
-                        })
+                        .map(|ch| self.input_tile(c, xs, ch, (ty, tx)))
                         .collect();
                     for o in 0..oc {
                         let mut acc = vec![0.0f32; a * a];
@@ -177,10 +206,11 @@ impl Winograd {
                         }
                         let tile = Self::sandwich(&self.at, &acc, m, a);
                         let bias = c.bias.map_or(0.0, |b| b.data[o]);
-                        for dy in 0..m.min(oh - ty) {
-                            for dx in 0..m.min(ow - tx) {
-                                y[((s * oc + o) * oh + ty + dy) * ow + tx + dx] =
-                                    tile[dy * m + dx] + bias;
+                        let rows = (ty..(ty + m).min(h1)).filter(|p| p % sy == 0);
+                        for py in rows {
+                            for px in (tx..(tx + m).min(w1)).filter(|p| p % sx == 0) {
+                                y[((s * oc + o) * oh + py / sy) * ow + px / sx] =
+                                    tile[(py - ty) * m + px - tx] + bias;
                             }
                         }
                     }
@@ -224,7 +254,7 @@ mod tests {
         for (m, tol) in [(2, 1e-5), (4, 1e-4)] {
             let w = Winograd::new(m, 3);
             assert!(w.fits(&c));
-            let got = w.conv(&c, &x, 1);
+            let got = w.conv(&c, &w.kernel_transform(&c), &x, 1);
             for (a, b) in got.iter().zip(&want) {
                 assert!((*a as f64 - b).abs() < tol, "F({m}, 3): {a} vs {b}");
             }

@@ -4,7 +4,7 @@
 
 use crate::cw_loss;
 use crate::perturbation::project;
-use nncert_exec::Engine;
+use nncert_exec::{Engine, EngineKind, WINOGRAD_TILE};
 use nncert_model::Graph;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,6 +17,9 @@ pub struct ClimbConfig {
     pub scale: f32,
     /// Tile side (the paper's stride, 4 on CPUs).
     pub tile: usize,
+    /// Rows and columns at the start of each tile left unperturbed (the
+    /// paper's offset; 0 on CPUs). Ignored on flat inputs.
+    pub offset: usize,
     pub seed: u64,
 }
 
@@ -26,7 +29,24 @@ impl Default for ClimbConfig {
             sweeps: 1000,
             scale: 2e-7,
             tile: 4,
+            offset: 0,
             seed: 0,
+        }
+    }
+}
+
+impl ClimbConfig {
+    /// The tiles Appendix A uses for an engine: for Winograd (offset 4,
+    /// stride 9), so that the perturbed 5×5 patches fall in distinct 9×9
+    /// output tiles and their errors stay independent; `self`'s otherwise.
+    pub fn for_engine(&self, kind: EngineKind) -> ClimbConfig {
+        match kind {
+            EngineKind::Winograd => ClimbConfig {
+                tile: WINOGRAD_TILE,
+                offset: 4,
+                ..*self
+            },
+            _ => *self,
         }
     }
 }
@@ -66,30 +86,33 @@ fn engine_losses(
         .collect())
 }
 
-/// The tiles of the input as index lists: `tile × tile` squares of every
-/// channel of a `[1, C, H, W]` input, or runs of `tile²` values of a flat one.
-pub fn tiles(input_shape: &[usize], tile: usize) -> Vec<Vec<usize>> {
+/// The tiles of the input as index lists: of every `tile × tile` square of a
+/// `[1, C, H, W]` input, the part from `offset` on in both axes, all
+/// channels; of a flat input, runs of `tile²` values.
+pub fn tiles(input_shape: &[usize], tile: usize, offset: usize) -> Vec<Vec<usize>> {
     let (c, h, w) = match *input_shape {
         [1, c, h, w] => (c, h, w),
         _ => (1, 1, input_shape.iter().product()),
     };
-    let (th, tw) = if h == 1 {
-        (1, tile * tile)
+    let (th, tw, skip) = if h == 1 {
+        (1, tile * tile, 0)
     } else {
-        (tile, tile)
+        (tile, tile, offset)
     };
     let mut out = Vec::new();
     for y0 in (0..h).step_by(th) {
         for x0 in (0..w).step_by(tw) {
             let mut idx = Vec::new();
             for ch in 0..c {
-                for y in y0..(y0 + th).min(h) {
-                    for x in x0..(x0 + tw).min(w) {
+                for y in (y0 + skip)..(y0 + th).min(h) {
+                    for x in (x0 + skip)..(x0 + tw).min(w) {
                         idx.push((ch * h + y) * w + x);
                     }
                 }
             }
-            out.push(idx);
+            if !idx.is_empty() {
+                out.push(idx);
+            }
         }
     }
     out
@@ -122,7 +145,7 @@ pub fn hill_climb(
     let mut x = start.to_vec();
     project(&mut x, lo, hi);
     let mut loss = engine_loss(engine, g, &x, label)?;
-    let (tiles, len) = (tiles(g.input_shape(), cfg.tile), x.len());
+    let (tiles, len) = (tiles(g.input_shape(), cfg.tile, cfg.offset), x.len());
     for sweep in 0..cfg.sweeps {
         if loss < 0.0 {
             return Ok(Climb {

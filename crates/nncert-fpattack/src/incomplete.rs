@@ -212,7 +212,14 @@ pub fn attack(
     engines
         .iter()
         .map(|e| {
-            let climb = hill_climb(e, &n.graph, &x1, (&lo, &hi), LABEL, cfg)?;
+            let climb = hill_climb(
+                e,
+                &n.graph,
+                &x1,
+                (&lo, &hi),
+                LABEL,
+                &cfg.for_engine(e.kind()),
+            )?;
             let xd: Vec<f64> = climb.x.iter().map(|&v| v as f64).collect();
             let reference = reference_forward(&n.graph, &xd)?;
             Ok(EngineAttack {

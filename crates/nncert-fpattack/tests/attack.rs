@@ -2,7 +2,7 @@
 //! regression: on a small network, images that sound mode certifies are
 //! not broken by hill climbing on any float32 engine.
 
-use nncert_exec::all_engines;
+use nncert_exec::{all_engines, EngineKind};
 use nncert_fpattack::climb::{engine_loss, hill_climb, tiles, ClimbConfig};
 use nncert_fpattack::cw_loss;
 use nncert_fpattack::oracle::{Claim, MilpVerifier, PipelineVerifier, Verifier};
@@ -86,6 +86,37 @@ fn hill_climbing_descends_inside_the_box() {
     }
 }
 
+/// Winograd's tiles are Appendix A's: on a 28×28 image, the 5×5 patch at
+/// offset 4 of every 9×9 square (9 patches, disjoint, none on the last
+/// partial square's first 4 rows or columns); other engines keep 4×4 tiles
+/// covering the image.
+#[test]
+fn winograd_climbs_the_papers_patches() {
+    let base = ClimbConfig::default();
+    let w = base.for_engine(EngineKind::Winograd);
+    assert_eq!((w.tile, w.offset, w.sweeps), (9, 4, base.sweeps));
+    let patches = tiles(&[1, 1, 28, 28], w.tile, w.offset);
+    assert_eq!(patches.len(), 9);
+    let mut seen = std::collections::HashSet::new();
+    for p in &patches {
+        assert_eq!(p.len(), 25);
+        for &i in p {
+            let (y, x) = (i / 28, i % 28);
+            assert!(y % 9 >= 4 && x % 9 >= 4, "({y}, {x})");
+            assert!(seen.insert(i));
+        }
+    }
+    for kind in EngineKind::ALL {
+        let c = base.for_engine(kind);
+        assert_eq!((c.tile, c.offset), (4, 0));
+        let all: usize = tiles(&[1, 2, 28, 28], c.tile, c.offset)
+            .iter()
+            .map(Vec::len)
+            .sum();
+        assert_eq!(all, 2 * 28 * 28);
+    }
+}
+
 /// The climb as Appendix A states it: one candidate at a time.
 fn one_at_a_time(
     e: &nncert_exec::Engine,
@@ -100,7 +131,7 @@ fn one_at_a_time(
         if loss < 0.0 {
             break;
         }
-        for t in tiles(g.input_shape(), cfg.tile) {
+        for t in tiles(g.input_shape(), cfg.tile, cfg.offset) {
             let mut cand = x.clone();
             for i in t {
                 cand[i] = (cand[i] + rng.gen_range(-cfg.scale..=cfg.scale)).clamp(lo[i], hi[i]);
