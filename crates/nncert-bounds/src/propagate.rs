@@ -4,7 +4,7 @@
 use crate::fp::{down, gamma, Soundness, U64};
 use crate::interval::{Interval, Region};
 use crate::ops::activation::{self, Monotone, Slopes};
-use crate::ops::{conv, elementwise, lane_sums, linear, pool, shape};
+use crate::ops::{conv, elementwise, lane_sums, linear, negative_part, pool, positive_part, shape};
 use crate::symbolic::{self, Domain, SymBounds};
 use crate::{alpha, patches, BoundConfig, BoundsError, Method};
 use nncert_model::forward::ConvCall;
@@ -894,13 +894,13 @@ fn box_min(row: &[f64], b: &Interval) -> (f64, f64) {
     box_min_of(row, &b.lo, &b.hi)
 }
 
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn box_min_of(row: &[f64], lo: &[f64], hi: &[f64]) -> (f64, f64) {
-    let (lo, hi) = (&lo[..row.len()], &hi[..row.len()]);
-    let [v, mag] = lane_sums(row.len(), |j| {
-        let (c, l, h) = (row[j], lo[j], hi[j]);
+    let [v, mag] = lane_sums([row, lo, hi], |[c, l, h]| {
+        let (l_abs, h_abs) = (l.abs(), h.abs());
         [
-            c.max(0.0) * l + c.min(0.0) * h,
-            c.abs() * l.abs().max(h.abs()),
+            positive_part(c) * l + negative_part(c) * h,
+            c.abs() * if l_abs > h_abs { l_abs } else { h_abs },
         ]
     });
     (v, mag)
@@ -942,14 +942,11 @@ pub(crate) fn concretize_row(
     };
     let center = &center[..row.len()];
     let dual = match norm {
-        Norm::Linf => lane_sums(row.len(), |j| [row[j].abs()])[0],
-        Norm::L2 => lane_sums(row.len(), |j| [row[j] * row[j]])[0].sqrt(),
+        Norm::Linf => lane_sums([row], |[c]| [c.abs()])[0],
+        Norm::L2 => lane_sums([row], |[c]| [c * c])[0].sqrt(),
         Norm::L1 => row.iter().fold(0.0f64, |m, x| m.max(x.abs())),
     };
-    let [at_center, cmag] = lane_sums(row.len(), |j| {
-        let t = row[j] * center[j];
-        [t, t.abs()]
-    });
+    let [at_center, cmag] = lane_sums([row, center], |[c, x]| [c * x, (c * x).abs()]);
     let ball = at_center - eps * dual;
     if sound {
         boxed.max(down(ball - gamma(n + 4, U64) * (cmag + eps * dual)))

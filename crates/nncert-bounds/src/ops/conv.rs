@@ -118,7 +118,7 @@ fn backward_in_batches(c: &ConvCall, a: &[f64], s: usize, batch: usize) -> (Vec<
             c.bias.map_or(0.0, |b| {
                 let planes = a[si * out_n..][..out_n].chunks(p);
                 (planes.zip(&b.data))
-                    .map(|(plane, &bc)| bc as f64 * super::lane_sums(p, |j| [plane[j]])[0])
+                    .map(|(plane, &bc)| bc as f64 * super::lane_sums([plane], |[v]| [v])[0])
                     .sum()
             })
         })

@@ -68,6 +68,7 @@ pub(crate) fn forward(w: &Tensor, b: Option<&Tensor>, x: &[f64], rows: usize) ->
 }
 
 /// `a_in = a·W` per row block, constant `a·b`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub fn backward(w: &Tensor, b: Option<&Tensor>, a: &[f64], s: usize) -> (Vec<f64>, Vec<f64>) {
     let (out, inp) = (w.shape[0], w.shape[1]);
     let rows = a.len() / (s * out);

@@ -170,29 +170,55 @@ pub(crate) fn sum8(w: &[f32], a: &[f64], b: &[f64], f: impl Fn(f64, f64, f64) ->
     acc.iter().sum::<f64>() + tail
 }
 
-/// `K` sums over `0..n` of the terms `term(j)`, each kept in four running
-/// sums so that the lanes vectorise. For sums whose rounding is charged
-/// whatever their order (the γ terms of sound mode) or not at all.
+/// `K` sums of `term` over the elements of `M` slices taken side by side (as
+/// long as the first), each kept in four running sums. Walked in chunks of
+/// four, the loop has no bounds checks and its lanes vectorise. For sums
+/// whose rounding is charged whatever their order (the γ terms of sound mode)
+/// or not at all.
 #[inline(always)]
-pub(crate) fn lane_sums<const K: usize>(
-    n: usize,
-    mut term: impl FnMut(usize) -> [f64; K],
+pub(crate) fn lane_sums<const M: usize, const K: usize>(
+    slices: [&[f64]; M],
+    term: impl Fn([f64; M]) -> [f64; K],
 ) -> [f64; K] {
-    let mut acc = [[0.0f64; K]; 4];
-    let lanes = n / 4 * 4;
-    for j in (0..lanes).step_by(4) {
-        for (l, lane) in acc.iter_mut().enumerate() {
-            let t = term(j + l);
-            (0..K).for_each(|k| lane[k] += t[k]);
+    let n = slices[0].len();
+    let slices = slices.map(|s| &s[..n]);
+    // acc[k]: quantity k's four lanes side by side, one vector register.
+    let mut acc = [[0.0f64; 4]; K];
+    let mut chunks = slices.map(|s| s.chunks_exact(4));
+    for _ in 0..n / 4 {
+        let c = chunks.each_mut().map(|it| it.next().expect("n / 4 chunks"));
+        let t: [[f64; K]; 4] = std::array::from_fn(|l| term(std::array::from_fn(|m| c[m][l])));
+        for (k, lanes) in acc.iter_mut().enumerate() {
+            (0..4).for_each(|l| lanes[l] += t[l][k]);
         }
     }
     let mut total: [f64; K] =
-        std::array::from_fn(|k| (acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k]));
-    for j in lanes..n {
-        let t = term(j);
+        std::array::from_fn(|k| (acc[k][0] + acc[k][1]) + (acc[k][2] + acc[k][3]));
+    for j in n / 4 * 4..n {
+        let t = term(slices.map(|s| s[j]));
         (0..K).for_each(|k| total[k] += t[k]);
     }
     total
+}
+
+/// max(c, 0) and min(c, 0) (a NaN gives 0), written as comparisons:
+/// `f64::max`'s NaN rule keeps LLVM from vectorising the loops they sit in.
+#[inline(always)]
+pub(crate) fn positive_part(c: f64) -> f64 {
+    if c > 0.0 {
+        c
+    } else {
+        0.0
+    }
+}
+
+#[inline(always)]
+pub(crate) fn negative_part(c: f64) -> f64 {
+    if c < 0.0 {
+        c
+    } else {
+        0.0
+    }
 }
 
 /// Threads for the bound computation: `MATMUL_NUM_THREADS` when set (the
@@ -246,13 +272,41 @@ mod tests {
             let x: Vec<f64> = (0..n)
                 .map(|j| ((j * 37 % 101) as f64 - 50.0) / 7.0)
                 .collect();
-            let [sum, abs] = lane_sums(n, |j| [x[j], x[j].abs()]);
+            let [sum, abs] = lane_sums([&x], |[v]| [v, v.abs()]);
             let (want, want_abs) = (
                 x.iter().sum::<f64>(),
                 x.iter().map(|v| v.abs()).sum::<f64>(),
             );
             assert!((sum - want).abs() <= 1e-12 * want_abs.max(1.0), "n {n}");
             assert!((abs - want_abs).abs() <= 1e-12 * want_abs.max(1.0), "n {n}");
+            // Slices side by side, the second longer: the first sets the length.
+            let y: Vec<f64> = (0..n + 3).map(|j| j as f64 - 2.5).collect();
+            let [dot] = lane_sums([&x, &y], |[a, b]| [a * b]);
+            let want_dot: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let scale: f64 = x.iter().zip(&y).map(|(a, b)| (a * b).abs()).sum();
+            assert!((dot - want_dot).abs() <= 1e-12 * scale.max(1.0), "n {n}");
+        }
+    }
+
+    /// The comparison forms of max(c, 0) and min(c, 0) agree with `f64::max`
+    /// and `f64::min` on signed zeros, infinities, subnormals and NaN (0).
+    #[test]
+    fn positive_and_negative_parts_are_max_and_min_with_zero() {
+        let values = [
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            5e-324,
+            -5e-324,
+            f64::NAN,
+        ];
+        for c in values {
+            assert_eq!(positive_part(c), c.max(0.0), "{c}");
+            assert_eq!(negative_part(c), c.min(0.0), "{c}");
+            assert_eq!(positive_part(c) + negative_part(c) == c, !c.is_nan(), "{c}");
         }
     }
     /// `dgemm_new` writes every element of its fresh matrix: it equals
