@@ -16,7 +16,8 @@ for dir in "$SHARED"/vnncomp2021/*/; do
   bench=$(basename "$dir")
   if [ -n "${BENCHMARKS:-}" ] && ! [[ " $BENCHMARKS " == *" $bench "* ]]; then continue; fi
   csv=$(ls "$dir"*.csv | head -1)
-  while IFS=, read -r onnx spec timeout; do
+  # `|| [ -n "$onnx" ]`: a list without a final newline (mnistfc's) keeps its last line.
+  while IFS=, read -r onnx spec timeout || [ -n "$onnx" ]; do
     [ -z "$onnx" ] && continue
     if [ -n "${NETS:-}" ] && ! [[ " $NETS " == *" $onnx "* ]]; then continue; fi
     consensus=$(awk -F, -v b="$bench" -v o="$onnx" -v s="$spec" '$1==b && $2==o && $3==s {print $4}' "$SHARED/vnncomp2021/reference.csv" | head -1)
