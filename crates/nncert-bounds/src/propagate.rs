@@ -940,7 +940,6 @@ pub(crate) fn concretize_row(
     let Some(((_, eps, norm), center)) = region.ball.as_ref().zip(center) else {
         return boxed;
     };
-    let center = &center[..row.len()];
     let dual = match norm {
         Norm::Linf => lane_sums([row], |[c]| [c.abs()])[0],
         Norm::L2 => lane_sums([row], |[c]| [c * c])[0].sqrt(),
